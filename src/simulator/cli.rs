@@ -1,0 +1,243 @@
+//! `fleetup simulate`: the simulator's command-line flags, turned into a checked `SimConfig`,
+//! and the foreground server that runs until Ctrl-C.
+
+use std::fmt;
+use std::io::Write;
+use std::path::PathBuf;
+use std::time::Duration;
+
+use super::{Fleet, RetryAfterForm, SimConfig, SimError, Simulator};
+
+/// Flags of `fleetup simulate`.
+#[derive(Clone, clap::Args)]
+pub struct SimulateArgs {
+    /// Port on 127.0.0.1; 0 picks a free one.
+    #[arg(long, default_value_t = 0)]
+    pub port: u16,
+
+    /// Upgrade calls per second the tenant allows; omit for no throttling.
+    #[arg(long)]
+    pub rate: Option<f64>,
+
+    /// Calls allowed at once before the rate applies [default: one second's worth of --rate].
+    #[arg(long)]
+    pub burst: Option<u32>,
+
+    /// How 429s spell Retry-After: seconds, decimal, http-date, absent or mixed.
+    #[arg(long, default_value = "mixed")]
+    pub retry_after: RetryAfterForm,
+
+    /// Shortest wait a 429 announces, e.g. 1s.
+    #[arg(long, default_value = "0s", value_parser = humantime::parse_duration)]
+    pub min_retry_after: Duration,
+
+    /// Delay before each answer: one value (50ms) or a uniform range (20ms..120ms).
+    #[arg(long, default_value = "0s", value_parser = parse_latency)]
+    pub latency: (Duration, Duration),
+
+    /// Probability per call of a 503 Service Unavailable.
+    #[arg(long, default_value_t = 0.0, value_parser = parse_probability)]
+    pub fault_503: f64,
+
+    /// Probability per call of a 504 Gateway Timeout.
+    #[arg(long, default_value_t = 0.0, value_parser = parse_probability)]
+    pub fault_504: f64,
+
+    /// Probability per call that the connection is closed without an answer.
+    #[arg(long, default_value_t = 0.0, value_parser = parse_probability)]
+    pub fault_drop: f64,
+
+    /// Lifetime of tokens from the token endpoint.
+    #[arg(long, default_value = "3599s", value_parser = humantime::parse_duration)]
+    pub token_lifetime: Duration,
+
+    /// Client id the token endpoint accepts.
+    #[arg(long, default_value = "fleetup-sim")]
+    pub client_id: String,
+
+    /// Client secret the token endpoint accepts.
+    #[arg(
+        long,
+        env = "FLEETUP_SIM_CLIENT_SECRET",
+        default_value = "sim-secret",
+        hide_env_values = true,
+        hide_default_value = true
+    )]
+    pub client_secret: String,
+
+    /// CSV of users that fail: user,status[,code,message].
+    #[arg(long)]
+    pub fleet: Option<PathBuf>,
+
+    /// How long after a 429 calls already on the wire are not counted as ignoring it.
+    #[arg(long, default_value = "50ms", value_parser = humantime::parse_duration)]
+    pub announce_grace: Duration,
+}
+
+impl SimulateArgs {
+    /// The checked configuration, with the fleet file read.
+    pub fn to_config(&self) -> Result<SimConfig, SimError> {
+        let fleet = match &self.fleet {
+            Some(path) => Fleet::load(path)?,
+            None => Fleet::default(),
+        };
+        let burst = self.burst.unwrap_or_else(|| default_burst(self.rate));
+        let config = SimConfig {
+            rate: self.rate,
+            burst,
+            retry_after: self.retry_after,
+            min_retry_after: self.min_retry_after,
+            latency: self.latency,
+            fault_503: self.fault_503,
+            fault_504: self.fault_504,
+            fault_drop: self.fault_drop,
+            token_lifetime: self.token_lifetime,
+            client_id: self.client_id.clone(),
+            client_secret: self.client_secret.clone(),
+            fleet,
+            announce_grace: self.announce_grace,
+        };
+        config.validate()?;
+        Ok(config)
+    }
+}
+
+/// One second's worth of calls, so `--rate 30` behaves like Graph's 30-per-second limit.
+fn default_burst(rate: Option<f64>) -> u32 {
+    rate.map_or(30, |r| r.ceil().clamp(1.0, f64::from(u32::MAX)) as u32)
+}
+
+// Written by hand so that the secret never reaches a log line.
+impl fmt::Debug for SimulateArgs {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("SimulateArgs")
+            .field("port", &self.port)
+            .field("rate", &self.rate)
+            .field("burst", &self.burst)
+            .field("retry_after", &self.retry_after)
+            .field("latency", &self.latency)
+            .field("fleet", &self.fleet)
+            .field("client_id", &self.client_id)
+            .field("client_secret", &"***")
+            .finish_non_exhaustive()
+    }
+}
+
+/// `MIN..MAX` or a single duration, each in humantime form.
+fn parse_latency(text: &str) -> Result<(Duration, Duration), String> {
+    let parse = |s: &str| humantime::parse_duration(s.trim()).map_err(|e| format!("'{s}': {e}"));
+    let (min, max) = match text.split_once("..") {
+        Some((min, max)) => (parse(min)?, parse(max)?),
+        None => {
+            let one = parse(text)?;
+            (one, one)
+        }
+    };
+    if min > max {
+        return Err(format!("the minimum of '{text}' is above its maximum"));
+    }
+    Ok((min, max))
+}
+
+fn parse_probability(text: &str) -> Result<f64, String> {
+    let p: f64 = text
+        .trim()
+        .parse()
+        .map_err(|_| format!("'{text}' is not a number"))?;
+    if !(0.0..=1.0).contains(&p) {
+        return Err(format!("{p} is not a probability between 0 and 1"));
+    }
+    Ok(p)
+}
+
+/// Runs the simulator in the foreground until Ctrl-C.
+///
+/// Prints one line to stdout, `fleetup simulator listening on http://127.0.0.1:PORT`, so a
+/// script that started it can read the port.
+pub async fn serve_foreground(args: SimulateArgs) -> Result<(), SimError> {
+    let config = args.to_config()?;
+    let port = args.port;
+    let simulator = Simulator::start_on(port, config)
+        .await
+        .map_err(|source| SimError::Bind { port, source })?;
+
+    let mut stdout = std::io::stdout().lock();
+    writeln!(stdout, "fleetup simulator listening on {}", simulator.url())
+        .map_err(SimError::Stdout)?;
+    stdout.flush().map_err(SimError::Stdout)?;
+    drop(stdout);
+
+    tokio::signal::ctrl_c().await.map_err(SimError::Signal)?;
+    simulator.shutdown().await;
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use clap::Parser;
+
+    #[derive(Parser)]
+    struct Cli {
+        #[command(flatten)]
+        args: SimulateArgs,
+    }
+
+    fn parse(argv: &[&str]) -> Result<SimulateArgs, clap::Error> {
+        let argv = std::iter::once("simulate").chain(argv.iter().copied());
+        Cli::try_parse_from(argv).map(|cli| cli.args)
+    }
+
+    #[test]
+    fn defaults_are_a_calm_tenant() {
+        let config = parse(&[]).unwrap().to_config().unwrap();
+        assert_eq!(config.rate, None);
+        assert_eq!(config.latency, (Duration::ZERO, Duration::ZERO));
+        assert_eq!(config.token_lifetime, Duration::from_secs(3599));
+        assert_eq!(
+            (config.client_id.as_str(), config.client_secret.as_str()),
+            ("fleetup-sim", "sim-secret")
+        );
+    }
+
+    #[test]
+    fn flags_become_the_config() {
+        let args = parse(&[
+            "--rate",
+            "12.5",
+            "--retry-after",
+            "http-date",
+            "--min-retry-after",
+            "1s",
+            "--latency",
+            "20ms..120ms",
+            "--fault-503",
+            "0.01",
+            "--token-lifetime",
+            "10m",
+        ])
+        .unwrap();
+        let config = args.to_config().unwrap();
+        assert_eq!((config.rate, config.burst), (Some(12.5), 13));
+        assert_eq!(config.retry_after, RetryAfterForm::HttpDate);
+        assert_eq!(config.min_retry_after, Duration::from_secs(1));
+        assert_eq!(
+            config.latency,
+            (Duration::from_millis(20), Duration::from_millis(120))
+        );
+        assert_eq!(config.fault_503, 0.01);
+        assert_eq!(config.token_lifetime, Duration::from_secs(600));
+    }
+
+    #[test]
+    fn bad_flags_are_refused() {
+        assert!(parse(&["--latency", "120ms..20ms"]).is_err());
+        assert!(parse(&["--fault-drop", "2"]).is_err());
+        assert!(parse(&["--retry-after", "sometimes"]).is_err());
+        assert!(parse(&["--rate", "0"]).unwrap().to_config().is_err());
+        assert_eq!(
+            parse(&["--latency", "5ms"]).unwrap().latency.1,
+            Duration::from_millis(5)
+        );
+    }
+}
