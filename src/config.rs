@@ -1,0 +1,271 @@
+//! The checked run configuration, derived from the raw command line and the
+//! environment. The engine only ever sees a `RunConfig`.
+
+use std::path::{Path, PathBuf};
+use std::time::{Duration, SystemTime};
+
+use crate::auth::{Credentials, Secret};
+use crate::cli::{AuthArgs, GraphArgs};
+use crate::graph::GraphTarget;
+use crate::retry::Backoff;
+
+/// Environment variable holding a bearer token.
+pub const TOKEN_ENV: &str = "GRAPH_TOKEN";
+/// Environment variable holding the client secret.
+pub const SECRET_ENV: &str = "FLEETUP_CLIENT_SECRET";
+
+/// Graph roots where personal-scope app upgrade cannot work app-only.
+const UNSUPPORTED_CLOUDS: &[(&str, &str)] = &[
+    ("graph.microsoft.us", "GCC High"),
+    ("dod-graph.microsoft.us", "DoD"),
+    ("microsoftgraph.chinacloudapi.cn", "the China cloud"),
+];
+
+/// Everything a run needs, checked.
+#[derive(Clone, Debug)]
+pub struct RunConfig {
+    pub input: PathBuf,
+    pub report: PathBuf,
+    pub target: GraphTarget,
+    pub credentials: Credentials,
+    pub rate: f64,
+    pub burst: u32,
+    pub concurrency: usize,
+    pub max_attempts: u32,
+    pub timeout: Duration,
+    pub backoff: Backoff,
+    pub progress: bool,
+}
+
+#[derive(Debug, thiserror::Error)]
+#[error("{0}")]
+pub struct UsageError(pub String);
+
+fn usage(message: impl Into<String>) -> UsageError {
+    UsageError(message.into())
+}
+
+impl RunConfig {
+    /// Check the raw values and derive the run's configuration. `env` reads
+    /// an environment variable (a seam for tests).
+    pub fn derive(
+        input: PathBuf,
+        report: Option<PathBuf>,
+        graph: &GraphArgs,
+        auth: &AuthArgs,
+        env: impl Fn(&str) -> Option<String>,
+    ) -> Result<RunConfig, UsageError> {
+        let target = graph_target(&graph.graph_url, &graph.api_version)?;
+        if !(graph.rate.is_finite() && graph.rate > 0.0) {
+            return Err(usage(
+                "--rate must be a positive number of calls per second",
+            ));
+        }
+        if graph.max_attempts == 0 {
+            return Err(usage("--max-attempts must be at least 1"));
+        }
+        if graph.concurrency == Some(0) {
+            return Err(usage("--concurrency must be at least 1"));
+        }
+        if graph.timeout.is_zero() {
+            return Err(usage("--timeout must be longer than zero"));
+        }
+        let credentials = credentials(auth, &target, env)?;
+        let report = report.unwrap_or_else(|| default_report(&input, SystemTime::now()));
+
+        Ok(RunConfig {
+            input,
+            report,
+            target,
+            credentials,
+            rate: graph.rate,
+            burst: graph.rate.ceil() as u32,
+            concurrency: graph
+                .concurrency
+                .unwrap_or_else(|| ((graph.rate * 2.0).ceil() as usize).clamp(4, 256)),
+            max_attempts: graph.max_attempts,
+            timeout: graph.timeout,
+            backoff: Backoff::default(),
+            progress: !graph.no_progress,
+        })
+    }
+}
+
+fn graph_target(url: &str, version: &str) -> Result<GraphTarget, UsageError> {
+    if version != "v1.0" && version != "beta" {
+        return Err(usage(format!(
+            "--api-version must be v1.0 or beta, not {version:?}"
+        )));
+    }
+    let parsed = reqwest::Url::parse(url)
+        .map_err(|err| usage(format!("--graph-url {url:?} is not a URL: {err}")))?;
+    let host = parsed.host_str().unwrap_or_default().to_ascii_lowercase();
+    if let Some((_, cloud)) = UNSUPPORTED_CLOUDS.iter().find(|(h, _)| *h == host) {
+        return Err(usage(format!(
+            "Graph does not support upgrading personal-scope apps app-only in {cloud} \
+             ({host}); fleetup cannot run there"
+        )));
+    }
+    let loopback = matches!(host.as_str(), "127.0.0.1" | "localhost" | "[::1]");
+    match parsed.scheme() {
+        "https" => {}
+        "http" if loopback => {}
+        _ => {
+            return Err(usage(format!(
+                "--graph-url {url:?} must be https (plain http only for a local simulator), \
+                 so that tokens never travel in clear"
+            )))
+        }
+    }
+    Ok(GraphTarget {
+        root: url.trim_end_matches('/').to_owned(),
+        version: version.to_owned(),
+    })
+}
+
+fn credentials(
+    auth: &AuthArgs,
+    target: &GraphTarget,
+    env: impl Fn(&str) -> Option<String>,
+) -> Result<Credentials, UsageError> {
+    if let Some(token) = env(TOKEN_ENV).filter(|t| !t.trim().is_empty()) {
+        return Ok(Credentials::EnvToken(Secret::new(token.trim())));
+    }
+    if let Some(path) = &auth.token_file {
+        return Ok(Credentials::TokenFile(path.clone()));
+    }
+    match (&auth.tenant, &auth.client_id) {
+        (Some(tenant), Some(client_id)) => {
+            let secret = env(SECRET_ENV).filter(|s| !s.is_empty()).ok_or_else(|| {
+                usage(format!(
+                    "--tenant and --client-id need the client secret in {SECRET_ENV}"
+                ))
+            })?;
+            Ok(Credentials::ClientSecret {
+                authority: auth.authority_url.trim_end_matches('/').to_owned(),
+                tenant: tenant.clone(),
+                client_id: client_id.clone(),
+                secret: Secret::new(secret),
+                scope: format!("{}/.default", target.root),
+            })
+        }
+        (Some(_), None) | (None, Some(_)) => Err(usage(
+            "the client-credentials flow needs both --tenant and --client-id",
+        )),
+        (None, None) => Err(usage(format!(
+            "no credentials: set {TOKEN_ENV}, pass --token-file, or pass --tenant and \
+             --client-id with the secret in {SECRET_ENV}. The app needs the application \
+             permission TeamsAppInstallation.ReadWriteForUser.All"
+        ))),
+    }
+}
+
+/// `reports/<input stem>-<UTC time>.csv`, e.g. `reports/fleet-20261203T191500Z.csv`.
+pub fn default_report(input: &Path, now: SystemTime) -> PathBuf {
+    let stem = input
+        .file_stem()
+        .map(|s| s.to_string_lossy().into_owned())
+        .unwrap_or_else(|| "run".into());
+    let stamp: String = humantime::format_rfc3339_seconds(now)
+        .to_string()
+        .chars()
+        .filter(|c| !matches!(c, '-' | ':'))
+        .collect();
+    Path::new("reports").join(format!("{stem}-{stamp}.csv"))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn graph_args(url: &str) -> GraphArgs {
+        GraphArgs {
+            graph_url: url.into(),
+            api_version: "v1.0".into(),
+            rate: 30.0,
+            concurrency: None,
+            max_attempts: 8,
+            timeout: Duration::from_secs(30),
+            no_progress: true,
+        }
+    }
+
+    fn auth_args() -> AuthArgs {
+        AuthArgs {
+            token_file: None,
+            tenant: None,
+            client_id: None,
+            authority_url: "https://login.microsoftonline.com".into(),
+        }
+    }
+
+    fn derive(url: &str, auth: &AuthArgs, token: Option<&str>) -> Result<RunConfig, UsageError> {
+        let token = token.map(String::from);
+        RunConfig::derive(
+            "in/fleet.csv".into(),
+            None,
+            &graph_args(url),
+            auth,
+            |name| (name == TOKEN_ENV).then(|| token.clone()).flatten(),
+        )
+    }
+
+    #[test]
+    fn the_default_report_is_named_after_the_input_and_utc_time() {
+        let now = SystemTime::UNIX_EPOCH + Duration::from_secs(1_796_325_300);
+        let path = default_report(Path::new("in/fleet.csv"), now);
+        assert_eq!(path, Path::new("reports/fleet-20261203T191500Z.csv"));
+    }
+
+    #[test]
+    fn defaults_hold_the_rate_for_two_second_calls() {
+        let config = derive("https://graph.microsoft.com", &auth_args(), Some("t")).unwrap();
+        assert_eq!(config.concurrency, 60);
+        assert_eq!(config.burst, 30);
+        assert_eq!(
+            config.target.upgrade_url("u", "i").split('/').nth(3),
+            Some("v1.0")
+        );
+    }
+
+    #[test]
+    fn sovereign_clouds_without_personal_scope_support_are_refused_up_front() {
+        let err = derive("https://graph.microsoft.us", &auth_args(), Some("t")).unwrap_err();
+        assert!(err.0.contains("GCC High"), "{err}");
+        let err = derive(
+            "https://microsoftgraph.chinacloudapi.cn",
+            &auth_args(),
+            Some("t"),
+        );
+        assert!(err.unwrap_err().0.contains("China"));
+    }
+
+    #[test]
+    fn plain_http_is_only_for_loopback() {
+        assert!(derive("http://127.0.0.1:8080", &auth_args(), Some("t")).is_ok());
+        let err = derive("http://graph.example.com", &auth_args(), Some("t")).unwrap_err();
+        assert!(err.0.contains("https"), "{err}");
+    }
+
+    #[test]
+    fn missing_credentials_name_every_way_to_give_them() {
+        let err = derive("https://graph.microsoft.com", &auth_args(), None).unwrap_err();
+        assert!(
+            err.0.contains(TOKEN_ENV) && err.0.contains("--token-file"),
+            "{err}"
+        );
+        assert!(
+            err.0.contains("TeamsAppInstallation.ReadWriteForUser.All"),
+            "{err}"
+        );
+    }
+
+    #[test]
+    fn client_credentials_need_the_secret_from_the_environment() {
+        let mut auth = auth_args();
+        auth.tenant = Some("contoso.onmicrosoft.com".into());
+        auth.client_id = Some("app".into());
+        let err = derive("https://graph.microsoft.com", &auth, None).unwrap_err();
+        assert!(err.0.contains(SECRET_ENV), "{err}");
+    }
+}

@@ -1,0 +1,10 @@
+//! Integration tests: the engine and the binary against the Graph simulator,
+//! over real sockets on loopback.
+
+mod auth;
+mod cli;
+mod encoding;
+mod pipeline;
+mod retries;
+mod support;
+mod throttling;

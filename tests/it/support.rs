@@ -1,0 +1,124 @@
+//! Shared set-up: a simulator, an input file, a run configuration, and a
+//! report read back as maps.
+
+use std::collections::HashMap;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use fleetup::auth::{Credentials, Secret};
+use fleetup::config::RunConfig;
+use fleetup::graph::GraphTarget;
+use fleetup::retry::Backoff;
+use fleetup::simulator::{SimConfig, Simulator};
+use fleetup::summary::Summary;
+
+pub struct Harness {
+    pub sim: Simulator,
+    pub dir: tempfile::TempDir,
+}
+
+impl Harness {
+    pub async fn start(config: SimConfig) -> Harness {
+        Harness {
+            sim: Simulator::start(config).await.expect("simulator starts"),
+            dir: tempfile::tempdir().unwrap(),
+        }
+    }
+
+    /// Write an input CSV with the given header and rows.
+    pub fn input(&self, header: &str, rows: &[String]) -> PathBuf {
+        let path = self.dir.path().join("input.csv");
+        let mut text = format!("{header}\n");
+        for row in rows {
+            text.push_str(row);
+            text.push('\n');
+        }
+        std::fs::write(&path, text).unwrap();
+        path
+    }
+
+    pub fn report_path(&self) -> PathBuf {
+        self.dir.path().join("report.csv")
+    }
+
+    /// A configuration fit for tests: fast backoff, a token the simulator
+    /// accepts, no progress bar.
+    pub fn config(&self, input: &Path) -> RunConfig {
+        RunConfig {
+            input: input.to_owned(),
+            report: self.report_path(),
+            target: GraphTarget {
+                root: self.sim.url(),
+                version: "v1.0".into(),
+            },
+            credentials: Credentials::EnvToken(Secret::new(
+                self.sim.mint_token(Duration::from_secs(600)),
+            )),
+            rate: 500.0,
+            burst: 10,
+            concurrency: 16,
+            max_attempts: 6,
+            timeout: Duration::from_secs(5),
+            backoff: Backoff {
+                base: Duration::from_millis(50),
+                cap: Duration::from_millis(400),
+            },
+            progress: false,
+        }
+    }
+
+    /// Client-credentials against the simulator's token endpoint.
+    pub fn client_credentials(&self, config: &SimConfig) -> Credentials {
+        Credentials::ClientSecret {
+            authority: self.sim.url(),
+            tenant: "contoso.onmicrosoft.com".into(),
+            client_id: config.client_id.clone(),
+            secret: Secret::new(config.client_secret.as_str()),
+            scope: format!("{}/.default", self.sim.url()),
+        }
+    }
+
+    pub async fn run(&self, config: &RunConfig) -> Summary {
+        fleetup::engine::run(config)
+            .await
+            .expect("the run completes")
+    }
+}
+
+/// `n` ordinary rows: `user-{i}@contoso.com,inst-{i}`.
+pub fn plain_rows(n: usize) -> Vec<String> {
+    (0..n)
+        .map(|i| format!("user-{i}@contoso.com,inst-{i}"))
+        .collect()
+}
+
+/// The report's rows, each as column name -> value.
+pub fn read_report(path: &Path) -> Vec<HashMap<String, String>> {
+    let mut reader = csv::Reader::from_path(path).expect("report exists");
+    let header: Vec<String> = reader.headers().unwrap().iter().map(String::from).collect();
+    assert_eq!(header, fleetup::report::COLUMNS);
+    reader
+        .records()
+        .map(|record| {
+            let record = record.expect("report rows are valid CSV");
+            header
+                .iter()
+                .cloned()
+                .zip(record.iter().map(String::from))
+                .collect()
+        })
+        .collect()
+}
+
+/// The report's rows keyed by input line, checking each line appears once.
+pub fn by_line(rows: &[HashMap<String, String>]) -> HashMap<u64, HashMap<String, String>> {
+    let mut map = HashMap::new();
+    for row in rows {
+        let line: u64 = row["line"].parse().unwrap();
+        assert!(
+            map.insert(line, row.clone()).is_none(),
+            "line {line} reported twice"
+        );
+    }
+    map
+}
