@@ -25,6 +25,8 @@ const UNSUPPORTED_CLOUDS: &[(&str, &str)] = &[
 #[derive(Clone, Debug)]
 pub struct RunConfig {
     pub input: PathBuf,
+    /// The input's field delimiter; `None` to sniff it from the header.
+    pub delimiter: Option<u8>,
     pub report: PathBuf,
     pub target: GraphTarget,
     pub credentials: Credentials,
@@ -75,6 +77,7 @@ impl RunConfig {
 
         Ok(RunConfig {
             input,
+            delimiter: None,
             report,
             target,
             credentials,

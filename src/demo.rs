@@ -58,6 +58,7 @@ fn demo_config(args: &DemoArgs, simulator: &Simulator, sim: &SimConfig) -> RunCo
     let input: &Path = &args.input;
     RunConfig {
         input: input.to_owned(),
+        delimiter: None,
         report: args
             .report
             .clone()

@@ -13,7 +13,7 @@ use crate::config::RunConfig;
 use crate::graph::{Answer, GraphClient, TransportError};
 use crate::input::{count_rows, InputError, InputFile, Row};
 use crate::pacing::Pacer;
-use crate::progress::Progress;
+use crate::progress::{Progress, Status};
 use crate::report::{Outcome, ReportError, ReportWriter, RowResult};
 use crate::retry::{is_transient_bad_request, Backoff};
 use crate::summary::Summary;
@@ -110,7 +110,14 @@ async fn feed(
             }
         };
         if let Some(problem) = row.problem.clone() {
-            let _ = results.send(invalid(row, problem)).await;
+            let _ = results
+                .send(unsent(row, Outcome::InvalidInput, problem))
+                .await;
+            continue;
+        }
+        if let Some(first) = row.duplicate_of {
+            let why = format!("same user and installation as line {first}; not sent again");
+            let _ = results.send(unsent(row, Outcome::Duplicate, why)).await;
             continue;
         }
         let slot = slots.clone().acquire_owned().await.expect("never closed");
@@ -126,7 +133,8 @@ async fn feed(
     stopped
 }
 
-/// The one task that owns the report: writes each row as it arrives.
+/// The one task that owns the report: writes each row as it arrives, and
+/// refreshes the progress bar even while no row finishes (a long wait).
 async fn collect(
     mut collected: mpsc::Receiver<RowResult>,
     mut report: ReportWriter,
@@ -134,21 +142,30 @@ async fn collect(
     worker: Arc<Worker>,
 ) -> Result<Summary, ReportError> {
     let mut summary = Summary::new(report.path().to_owned());
-    while let Some(row) = collected.recv().await {
-        report.write(&row)?;
-        summary.count(row.outcome);
-        progress.row_done(&summary, &worker.live);
+    let mut tick = tokio::time::interval(Duration::from_millis(250));
+    loop {
+        tokio::select! {
+            row = collected.recv() => {
+                let Some(row) = row else { break };
+                report.write(&row)?;
+                summary.count(row.outcome);
+                progress.row_done();
+            }
+            _ = tick.tick() => progress.show(&worker.status(&summary)),
+        }
     }
+    progress.show(&worker.status(&summary));
     progress.finish();
     Ok(summary)
 }
 
-fn invalid(row: Row, problem: String) -> RowResult {
+/// The report row for an input row that is never sent.
+fn unsent(row: Row, outcome: Outcome, problem: String) -> RowResult {
     RowResult {
         line: row.line,
         user: row.user,
         installation: row.installation,
-        outcome: Outcome::InvalidInput,
+        outcome,
         http_status: None,
         attempts: 0,
         elapsed: Duration::ZERO,
@@ -170,6 +187,15 @@ struct Worker {
 }
 
 impl Worker {
+    fn status(&self, summary: &Summary) -> Status {
+        Status {
+            not_upgraded: summary.not_upgraded(),
+            throttled: self.live.throttled.load(Ordering::Relaxed),
+            rate: self.pacer.rate(),
+            held_until: self.pacer.gate().closed_until(),
+        }
+    }
+
     /// Upgrade one row, retrying as the policy says, and say how it ended.
     async fn upgrade(&self, row: Row) -> RowResult {
         let started = Instant::now();

@@ -57,6 +57,8 @@ pub struct Row {
     pub installation: String,
     /// Why the row cannot be sent, if it cannot.
     pub problem: Option<String>,
+    /// The line of an earlier row with the same user and installation.
+    pub duplicate_of: Option<u64>,
 }
 
 /// A streaming reader over the data rows of an input file.
@@ -137,6 +139,7 @@ impl InputFile {
             installation: installation
                 .unwrap_or_else(|_| lossy(&self.record, self.installation_column)),
             problem,
+            duplicate_of: None,
         }
     }
 

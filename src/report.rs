@@ -40,10 +40,12 @@ pub enum Outcome {
     Failed,
     /// The input row could not be sent.
     InvalidInput,
+    /// The same user and installation as an earlier row: not sent again.
+    Duplicate,
 }
 
 impl Outcome {
-    pub const ALL: [Outcome; 8] = [
+    pub const ALL: [Outcome; 9] = [
         Outcome::Upgraded,
         Outcome::NotFound,
         Outcome::Forbidden,
@@ -52,6 +54,7 @@ impl Outcome {
         Outcome::Throttled,
         Outcome::Failed,
         Outcome::InvalidInput,
+        Outcome::Duplicate,
     ];
 
     pub fn as_str(self) -> &'static str {
@@ -64,6 +67,7 @@ impl Outcome {
             Outcome::Throttled => "throttled",
             Outcome::Failed => "failed",
             Outcome::InvalidInput => "invalid_input",
+            Outcome::Duplicate => "duplicate",
         }
     }
 

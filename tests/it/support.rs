@@ -46,6 +46,7 @@ impl Harness {
     pub fn config(&self, input: &Path) -> RunConfig {
         RunConfig {
             input: input.to_owned(),
+            delimiter: None,
             report: self.report_path(),
             target: GraphTarget {
                 root: self.sim.url(),
