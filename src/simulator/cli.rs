@@ -6,7 +6,7 @@ use std::io::Write;
 use std::path::PathBuf;
 use std::time::Duration;
 
-use super::{Fleet, RetryAfterForm, SimConfig, SimError, Simulator};
+use super::{Behaviour, Fleet, RetryAfterForm, SimConfig, SimError, Simulator};
 
 /// Flags of `fleetup simulate`.
 #[derive(Clone, clap::Args)]
@@ -69,6 +69,15 @@ pub struct SimulateArgs {
     #[arg(long)]
     pub fleet: Option<PathBuf>,
 
+    /// Answer every user the fleet does not name with this status (e.g. 403 for a tenant
+    /// missing the permission, or an incident).
+    #[arg(long, value_name = "STATUS")]
+    pub everyone: Option<u16>,
+
+    /// Refuse every token, even fresh ones, with 401.
+    #[arg(long)]
+    pub reject_tokens: bool,
+
     /// How long after a 429 calls already on the wire are not counted as ignoring it.
     #[arg(long, default_value = "50ms", value_parser = humantime::parse_duration)]
     pub announce_grace: Duration,
@@ -95,6 +104,8 @@ impl SimulateArgs {
             client_id: self.client_id.clone(),
             client_secret: self.client_secret.clone(),
             fleet,
+            everyone: self.everyone.map(Behaviour::for_status),
+            reject_tokens: self.reject_tokens,
             announce_grace: self.announce_grace,
         };
         config.validate()?;

@@ -12,7 +12,7 @@ use axum::response::{IntoResponse, Response};
 use axum::Extension;
 use percent_encoding::percent_decode_str;
 
-use super::auth;
+use super::auth::{self, Refusal};
 use super::fleet::Behaviour;
 use super::server::{lock, Shared};
 use super::throttle::Verdict;
@@ -278,7 +278,12 @@ async fn upgrade(
     if !valid_version(&path.version) {
         return bad_version(&path.version, correlation);
     }
-    if let Err(refusal) = lock(&shared.tokens).check(headers, Instant::now()) {
+    let token = lock(&shared.tokens).check(headers, Instant::now());
+    let token = match shared.config.reject_tokens {
+        true => token.and(Err(Refusal::Invalid)),
+        false => token,
+    };
+    if let Err(refusal) = token {
         lock(&shared.books).unauthorized += 1;
         return auth::unauthorized(&refusal, correlation);
     }
@@ -339,7 +344,8 @@ fn decide(shared: &Shared, path: &UpgradePath, headers: &HeaderMap, body: &[u8])
     if let Some(fault) = roll_fault(shared) {
         return fault;
     }
-    match shared.config.fleet.get(&path.user) {
+    let config = &shared.config;
+    match config.fleet.get(&path.user).or(config.everyone.as_ref()) {
         Some(behaviour) => refused(behaviour.clone()),
         None => Outcome::Upgraded,
     }

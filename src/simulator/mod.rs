@@ -101,6 +101,11 @@ pub struct SimConfig {
     pub client_secret: String,
     /// Users that do not simply succeed.
     pub fleet: Fleet,
+    /// The answer for every user the fleet does not name: a tenant-wide 403 for a missing
+    /// permission, or Graph's 403 `UnknownError` during a service incident.
+    pub everyone: Option<Behaviour>,
+    /// Refuse every token, even fresh ones (a token for the wrong tenant or audience).
+    pub reject_tokens: bool,
     /// How long after a 429 went out a call inside its window is still not counted in
     /// `Books::calls_in_window`: such a call was already on the wire when the client heard of
     /// the window, so it says nothing about whether the client honours `Retry-After`. Keep it
@@ -123,6 +128,8 @@ impl Default for SimConfig {
             client_id: "fleetup-sim".to_string(),
             client_secret: "sim-secret".to_string(),
             fleet: Fleet::default(),
+            everyone: None,
+            reject_tokens: false,
             announce_grace: Duration::from_millis(50),
         }
     }
@@ -207,6 +214,8 @@ impl fmt::Debug for SimConfig {
             .field("client_id", &self.client_id)
             .field("client_secret", &"***")
             .field("fleet", &self.fleet)
+            .field("everyone", &self.everyone)
+            .field("reject_tokens", &self.reject_tokens)
             .field("announce_grace", &self.announce_grace)
             .finish()
     }
