@@ -23,6 +23,9 @@ pub struct Cli {
 pub enum Command {
     /// Upgrade every user/installation pair of a CSV and write a per-row report.
     Run(RunArgs),
+    /// Read a CSV as `run` would and report valid, invalid and duplicate rows,
+    /// without any network call.
+    Check(CheckArgs),
     /// Run the Graph simulator in the foreground on 127.0.0.1.
     Simulate(SimulateArgs),
     /// Start the simulator in-process and run the main job on inputs/demo.csv.
@@ -40,11 +43,49 @@ pub struct RunArgs {
     #[arg(long)]
     pub report: Option<PathBuf>,
 
+    /// Field delimiter of the input: ',', ';', tab or '|'. [default: guessed
+    /// from the header line]
+    #[arg(long, value_parser = crate::input::parse_delimiter)]
+    pub delimiter: Option<u8>,
+
     #[command(flatten)]
     pub graph: GraphArgs,
 
     #[command(flatten)]
     pub auth: AuthArgs,
+
+    #[command(flatten)]
+    pub journal: JournalArgs,
+}
+
+/// Resuming, and stopping early.
+#[derive(Debug, Args)]
+pub struct JournalArgs {
+    /// Continue an earlier run: skip every input line this report already
+    /// holds and append the rest to it.
+    #[arg(long, value_name = "REPORT", conflicts_with = "report")]
+    pub resume: Option<PathBuf>,
+
+    /// With --resume: also send again the rows that ended throttled, failed
+    /// or unauthorized (the report keeps only their newest outcome).
+    #[arg(long, requires = "resume")]
+    pub retry_failed: bool,
+
+    /// Stop the run when this many rows in a row fail the same way (a
+    /// missing permission, an incident, no network); 0 never stops.
+    #[arg(long, default_value_t = 50, value_name = "ROWS")]
+    pub breaker: u32,
+}
+
+#[derive(Debug, Args)]
+pub struct CheckArgs {
+    /// The CSV to check, as `run` would read it.
+    pub input: PathBuf,
+
+    /// Field delimiter of the input: ',', ';', tab or '|'. [default: guessed
+    /// from the header line]
+    #[arg(long, value_parser = crate::input::parse_delimiter)]
+    pub delimiter: Option<u8>,
 }
 
 /// How to reach Graph and how hard to push it.
@@ -63,8 +104,13 @@ pub struct GraphArgs {
     #[arg(long, default_value_t = 30.0)]
     pub rate: f64,
 
-    /// Most calls in flight. [default: twice the rate, enough to hold the
-    /// rate while Graph takes up to 2 s per call]
+    /// GET calls per second, per read class (Graph budgets reads apart from
+    /// writes).
+    #[arg(long, default_value_t = 30.0)]
+    pub read_rate: f64,
+
+    /// Most calls in flight, fixed. [default: follows Graph's latency, enough
+    /// in flight to hold the rate, starting at twice the rate]
     #[arg(long)]
     pub concurrency: Option<usize>,
 

@@ -5,7 +5,7 @@ use std::path::{Path, PathBuf};
 use std::time::{Duration, SystemTime};
 
 use crate::auth::{Credentials, Secret};
-use crate::cli::{AuthArgs, GraphArgs};
+use crate::cli::{AuthArgs, GraphArgs, JournalArgs};
 use crate::graph::GraphTarget;
 use crate::retry::Backoff;
 
@@ -32,11 +32,23 @@ pub struct RunConfig {
     pub credentials: Credentials,
     pub rate: f64,
     pub burst: u32,
+    /// Calls in flight: the fixed limit, or where the adaptive one starts.
     pub concurrency: usize,
+    /// Follow Graph's latency instead of holding `concurrency` fixed.
+    pub adaptive_concurrency: bool,
+    /// GET calls a second, per read class (audits and lookups).
+    pub read_rate: f64,
     pub max_attempts: u32,
     pub timeout: Duration,
     pub backoff: Backoff,
     pub progress: bool,
+    /// Append to `report`, an earlier report, skipping the lines it settles.
+    pub resume: bool,
+    /// With `resume`: send again the rows that ended throttled, failed or
+    /// unauthorized.
+    pub retry_failed: bool,
+    /// Identical failures in a row that stop the run (0: never).
+    pub breaker: u32,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -53,14 +65,21 @@ impl RunConfig {
     pub fn derive(
         input: PathBuf,
         report: Option<PathBuf>,
+        delimiter: Option<u8>,
         graph: &GraphArgs,
         auth: &AuthArgs,
+        journal: &JournalArgs,
         env: impl Fn(&str) -> Option<String>,
     ) -> Result<RunConfig, UsageError> {
         let target = graph_target(&graph.graph_url, &graph.api_version)?;
         if !(graph.rate.is_finite() && graph.rate > 0.0) {
             return Err(usage(
                 "--rate must be a positive number of calls per second",
+            ));
+        }
+        if !(graph.read_rate.is_finite() && graph.read_rate > 0.0) {
+            return Err(usage(
+                "--read-rate must be a positive number of calls per second",
             ));
         }
         if graph.max_attempts == 0 {
@@ -73,11 +92,15 @@ impl RunConfig {
             return Err(usage("--timeout must be longer than zero"));
         }
         let credentials = credentials(auth, &target, env)?;
-        let report = report.unwrap_or_else(|| default_report(&input, SystemTime::now()));
+        let report = match (&journal.resume, report) {
+            (Some(earlier), _) => earlier.clone(),
+            (None, Some(report)) => report,
+            (None, None) => default_report(&input, SystemTime::now()),
+        };
 
         Ok(RunConfig {
             input,
-            delimiter: None,
+            delimiter,
             report,
             target,
             credentials,
@@ -86,10 +109,15 @@ impl RunConfig {
             concurrency: graph
                 .concurrency
                 .unwrap_or_else(|| ((graph.rate * 2.0).ceil() as usize).clamp(4, 256)),
+            adaptive_concurrency: graph.concurrency.is_none(),
+            read_rate: graph.read_rate,
             max_attempts: graph.max_attempts,
             timeout: graph.timeout,
             backoff: Backoff::default(),
             progress: !graph.no_progress,
+            resume: journal.resume.is_some(),
+            retry_failed: journal.retry_failed,
+            breaker: journal.breaker,
         })
     }
 }
@@ -186,6 +214,7 @@ mod tests {
             graph_url: url.into(),
             api_version: "v1.0".into(),
             rate: 30.0,
+            read_rate: 30.0,
             concurrency: None,
             max_attempts: 8,
             timeout: Duration::from_secs(30),
@@ -204,11 +233,18 @@ mod tests {
 
     fn derive(url: &str, auth: &AuthArgs, token: Option<&str>) -> Result<RunConfig, UsageError> {
         let token = token.map(String::from);
+        let journal = JournalArgs {
+            resume: None,
+            retry_failed: false,
+            breaker: 50,
+        };
         RunConfig::derive(
             "in/fleet.csv".into(),
             None,
+            None,
             &graph_args(url),
             auth,
+            &journal,
             |name| (name == TOKEN_ENV).then(|| token.clone()).flatten(),
         )
     }

@@ -77,9 +77,14 @@ fn demo_config(args: &DemoArgs, simulator: &Simulator, sim: &SimConfig) -> RunCo
         rate: 30.0,
         burst: 30,
         concurrency: 60,
+        adaptive_concurrency: true,
+        read_rate: 30.0,
         max_attempts: 8,
         timeout: Duration::from_secs(30),
         backoff: Backoff::default(),
         progress: !args.no_progress,
+        resume: false,
+        retry_failed: false,
+        breaker: 50,
     }
 }

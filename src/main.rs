@@ -2,22 +2,27 @@ use std::io::IsTerminal;
 use std::process::ExitCode;
 
 use clap::Parser;
-use fleetup::cli::{Cli, Command, RunArgs};
+use fleetup::cli::{CheckArgs, Cli, Command, RunArgs};
 use fleetup::config::RunConfig;
 use fleetup::engine::RunError;
 use fleetup::exit;
+use fleetup::stop::Stopped;
 use fleetup::summary::Summary;
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
     init_logging();
     let runtime = tokio::runtime::Runtime::new().expect("cannot start the async runtime");
-    ExitCode::from(runtime.block_on(execute(cli)))
+    let code = runtime.block_on(execute(cli));
+    // Calls abandoned after an interruption must not hold the exit.
+    runtime.shutdown_background();
+    ExitCode::from(code)
 }
 
 async fn execute(cli: Cli) -> u8 {
     match cli.command {
         Command::Run(args) => run(args).await,
+        Command::Check(args) => check(&args),
         Command::Simulate(args) => match fleetup::simulator::serve_foreground(args).await {
             Ok(()) => exit::DONE,
             Err(err) => fail(&err, exit::USAGE),
@@ -26,9 +31,9 @@ async fn execute(cli: Cli) -> u8 {
             Ok(summary) => {
                 eprintln!("{summary}");
                 eprintln!("(the demo fleet holds users that answer 404 and 403 on purpose)");
-                match summary.stopped {
+                match &summary.stopped {
                     None => exit::DONE,
-                    Some(_) => exit::NOT_ALL_UPGRADED,
+                    Some(stopped) => stopped_code(stopped),
                 }
             }
             Err(fleetup::demo::DemoError::Run(err)) => fail(&err, code_of(&err)),
@@ -37,25 +42,57 @@ async fn execute(cli: Cli) -> u8 {
     }
 }
 
+/// Results on stdout, so they can be piped; file-level errors on stderr.
+fn check(args: &CheckArgs) -> u8 {
+    match fleetup::check::check(&args.input, args.delimiter) {
+        Ok(report) if report.all_valid() => {
+            print!("{report}");
+            exit::DONE
+        }
+        Ok(report) => {
+            print!("{report}");
+            exit::NOT_ALL_VALID
+        }
+        Err(err) => fail(&err, exit::USAGE),
+    }
+}
+
 async fn run(args: RunArgs) -> u8 {
-    let config = RunConfig::derive(args.input, args.report, &args.graph, &args.auth, |name| {
-        std::env::var(name).ok()
-    });
+    let config = RunConfig::derive(
+        args.input,
+        args.report,
+        args.delimiter,
+        &args.graph,
+        &args.auth,
+        &args.journal,
+        |name| std::env::var(name).ok(),
+    );
     let config = match config {
         Ok(config) => config,
         Err(err) => return fail(&err, exit::USAGE),
     };
     match fleetup::engine::run(&config).await {
-        Ok(summary) => finish(&summary),
+        Ok(summary) => finish(&summary, &config),
         Err(err) => fail(&err, code_of(&err)),
     }
 }
 
-fn finish(summary: &Summary) -> u8 {
+fn finish(summary: &Summary, config: &RunConfig) -> u8 {
     eprintln!("{summary}");
-    if let Some(reason) = &summary.stopped {
-        eprintln!("fleetup: stopped early: {reason}");
-        return exit::USAGE;
+    if let Some(stopped) = &summary.stopped {
+        eprintln!("fleetup: stopped early ({stopped}).");
+        eprintln!(
+            "To go on where it stopped, run:\n  {}",
+            resume_command(config, false)
+        );
+        return stopped_code(stopped);
+    }
+    if summary.retryable() > 0 {
+        eprintln!(
+            "{} rows ended throttled, failed or unauthorized; to send them again, run:\n  {}",
+            summary.retryable(),
+            resume_command(config, true)
+        );
     }
     match summary.all_upgraded() {
         true => exit::DONE,
@@ -63,10 +100,51 @@ fn finish(summary: &Summary) -> u8 {
     }
 }
 
+/// The command that resumes this run: the same arguments, with the report
+/// named by `--resume` instead of `--report`.
+fn resume_command(config: &RunConfig, retry_failed: bool) -> String {
+    let mut words = vec!["fleetup".to_owned()];
+    let mut args = std::env::args().skip(1);
+    while let Some(arg) = args.next() {
+        match arg.as_str() {
+            "--report" | "--resume" => {
+                args.next();
+            }
+            "--retry-failed" => {}
+            _ if arg.starts_with("--report=") || arg.starts_with("--resume=") => {}
+            _ => words.push(quote(&arg)),
+        }
+    }
+    words.push("--resume".into());
+    words.push(quote(&config.report.to_string_lossy()));
+    if retry_failed {
+        words.push("--retry-failed".into());
+    }
+    words.join(" ")
+}
+
+fn quote(word: &str) -> String {
+    let plain = word
+        .chars()
+        .all(|c| c.is_ascii_alphanumeric() || "-_./=:@,+".contains(c));
+    match plain && !word.is_empty() {
+        true => word.to_owned(),
+        false => format!("'{}'", word.replace('\'', r"'\''")),
+    }
+}
+
+fn stopped_code(stopped: &Stopped) -> u8 {
+    match stopped {
+        Stopped::Interrupted => exit::INTERRUPTED,
+        Stopped::AuthBroken(_) | Stopped::Breaker(_) => exit::STOPPED,
+        Stopped::Input(_) => exit::USAGE,
+    }
+}
+
 fn code_of(err: &RunError) -> u8 {
     match err {
-        RunError::Auth(_) => exit::AUTH,
-        RunError::Input(_) | RunError::Report(_) => exit::USAGE,
+        RunError::Auth(_) => exit::STOPPED,
+        RunError::Input(_) | RunError::Report(_) | RunError::Resume(_) => exit::USAGE,
         RunError::Http(_) => exit::NOT_ALL_UPGRADED,
     }
 }

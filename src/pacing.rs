@@ -8,6 +8,54 @@ use std::time::Duration;
 use governor::{DefaultDirectRateLimiter, Quota, RateLimiter};
 use tokio::time::Instant;
 
+/// Graph budgets these requests separately, per app and tenant: each class
+/// gets its own pacer and its own throttle window.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum RequestClass {
+    /// POST installedApps: upgrades and installs.
+    InstalledAppsWrite,
+    /// GET installedApps.
+    InstalledAppsRead,
+    /// GET appCatalogs.
+    CatalogRead,
+}
+
+/// One pacer per request class.
+pub struct Budgets {
+    write: Pacer,
+    installed_read: Pacer,
+    catalog_read: Pacer,
+}
+
+impl Budgets {
+    /// Writes at `write_rate`, each read class at `read_rate`, calls a
+    /// second; every class starts with a burst of one second's worth.
+    pub fn new(write_rate: f64, write_burst: u32, read_rate: f64) -> Budgets {
+        let read_burst = read_rate.ceil() as u32;
+        Budgets {
+            write: Pacer::new(write_rate, write_burst),
+            installed_read: Pacer::new(read_rate, read_burst),
+            catalog_read: Pacer::new(read_rate, read_burst),
+        }
+    }
+
+    pub fn of(&self, class: RequestClass) -> &Pacer {
+        match class {
+            RequestClass::InstalledAppsWrite => &self.write,
+            RequestClass::InstalledAppsRead => &self.installed_read,
+            RequestClass::CatalogRead => &self.catalog_read,
+        }
+    }
+
+    /// Time any class's window held its calls back, added up.
+    pub fn held(&self) -> Duration {
+        [&self.write, &self.installed_read, &self.catalog_read]
+            .iter()
+            .map(|pacer| pacer.gate().held())
+            .sum()
+    }
+}
+
 /// The slowest the pacer goes after repeated throttling, in calls a second.
 const FLOOR_RATE: f64 = 0.5;
 
@@ -244,6 +292,23 @@ mod tests {
             pacer.answered();
         }
         assert_eq!(pacer.rate(), 40.0, "never above the ceiling");
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_window_on_writes_does_not_hold_reads() {
+        let budgets = Budgets::new(30.0, 30, 30.0);
+        budgets
+            .of(RequestClass::InstalledAppsWrite)
+            .throttled(Instant::now(), Duration::from_secs(30));
+        let start = Instant::now();
+        budgets.of(RequestClass::InstalledAppsRead).ready().await;
+        budgets.of(RequestClass::CatalogRead).ready().await;
+        assert_eq!(Instant::now(), start);
+        assert_eq!(budgets.of(RequestClass::InstalledAppsRead).rate(), 30.0);
+        assert!(!budgets
+            .of(RequestClass::InstalledAppsWrite)
+            .gate()
+            .is_open());
     }
 
     #[test]

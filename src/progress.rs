@@ -19,6 +19,7 @@ pub struct Status {
     pub held_until: Option<Instant>,
 }
 
+#[derive(Clone)]
 pub struct Progress {
     bar: Option<ProgressBar>,
 }
@@ -39,6 +40,17 @@ impl Progress {
         bar.enable_steady_tick(Duration::from_millis(200));
         *ACTIVE.lock().expect("progress lock") = Some(bar.clone());
         Progress { bar: Some(bar) }
+    }
+
+    pub fn is_drawn(&self) -> bool {
+        self.bar.is_some()
+    }
+
+    /// The number of rows to go, once it is known.
+    pub fn set_total(&self, total: u64) {
+        if let Some(bar) = &self.bar {
+            bar.set_length(total);
+        }
     }
 
     pub fn row_done(&self) {

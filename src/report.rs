@@ -85,6 +85,17 @@ impl Outcome {
     }
 }
 
+impl std::str::FromStr for Outcome {
+    type Err = String;
+
+    fn from_str(text: &str) -> Result<Outcome, String> {
+        Outcome::ALL
+            .into_iter()
+            .find(|outcome| outcome.as_str() == text)
+            .ok_or_else(|| format!("{text:?} is not an outcome"))
+    }
+}
+
 impl fmt::Display for Outcome {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.write_str(self.as_str())
@@ -153,7 +164,23 @@ impl ReportWriter {
             writer: csv::Writer::from_writer(file),
         };
         report.write_record(COLUMNS)?;
+        report.flush()?;
         Ok(report)
+    }
+
+    /// Open an earlier report to add rows to it (for a resume).
+    pub fn append(path: &Path) -> Result<ReportWriter, ReportError> {
+        let file = OpenOptions::new()
+            .append(true)
+            .open(path)
+            .map_err(|source| ReportError::Io {
+                path: path.to_owned(),
+                source,
+            })?;
+        Ok(ReportWriter {
+            path: path.to_owned(),
+            writer: csv::Writer::from_writer(file),
+        })
     }
 
     pub fn path(&self) -> &Path {
@@ -163,6 +190,12 @@ impl ReportWriter {
     /// Append one row and flush it to the operating system, so that it
     /// survives the process being killed.
     pub fn write(&mut self, row: &RowResult) -> Result<(), ReportError> {
+        self.write_buffered(row)?;
+        self.flush()
+    }
+
+    /// Append one row; it reaches the operating system at the next flush.
+    pub fn write_buffered(&mut self, row: &RowResult) -> Result<(), ReportError> {
         let opt = |value: &Option<String>| value.clone().unwrap_or_default();
         self.write_record(&[
             row.line.to_string(),
@@ -179,21 +212,24 @@ impl ReportWriter {
         ])
     }
 
+    pub fn flush(&mut self) -> Result<(), ReportError> {
+        self.writer.flush().map_err(|source| ReportError::Io {
+            path: self.path.clone(),
+            source,
+        })
+    }
+
     fn write_record<I, T>(&mut self, record: I) -> Result<(), ReportError>
     where
         I: IntoIterator<Item = T>,
         T: AsRef<[u8]>,
     {
-        let path = &self.path;
-        let to_error = |err: csv::Error| ReportError::Io {
-            path: path.clone(),
-            source: err.into(),
-        };
-        self.writer.write_record(record).map_err(to_error)?;
-        self.writer.flush().map_err(|source| ReportError::Io {
-            path: path.clone(),
-            source,
-        })
+        self.writer
+            .write_record(record)
+            .map_err(|err| ReportError::Io {
+                path: self.path.clone(),
+                source: err.into(),
+            })
     }
 }
 
@@ -258,5 +294,60 @@ mod tests {
         assert_eq!(Outcome::from_final_status(403), Outcome::Forbidden);
         assert_eq!(Outcome::from_final_status(404), Outcome::NotFound);
         assert_eq!(Outcome::from_final_status(503), Outcome::Failed);
+    }
+}
+
+#[cfg(test)]
+mod roundtrip {
+    use super::*;
+    use proptest::prelude::*;
+
+    fn any_text() -> impl Strategy<Value = String> {
+        // Any characters, with the ones CSV must quote well represented.
+        proptest::string::string_regex("([,\"\r\n ;\t']|\\PC){0,40}").expect("valid regex")
+    }
+
+    proptest! {
+        #![proptest_config(ProptestConfig::with_cases(200))]
+
+        /// Whatever Graph or the input put in a field, the report reads back
+        /// exactly, so a resume can trust it.
+        #[test]
+        fn any_field_contents_read_back_exactly(
+            user in any_text(),
+            installation in any_text(),
+            message in any_text(),
+            code in any_text(),
+            line in 2u64..u64::MAX,
+        ) {
+            let dir = tempfile::tempdir().unwrap();
+            let path = dir.path().join("report.csv");
+            let row = RowResult {
+                line,
+                user: user.clone(),
+                installation: installation.clone(),
+                outcome: Outcome::Rejected,
+                http_status: Some(400),
+                attempts: 1,
+                elapsed: Duration::from_millis(3),
+                request_id: None,
+                client_request_id: Some("c".into()),
+                error_code: Some(code.clone()),
+                error_message: Some(message.clone()),
+            };
+            let mut report = ReportWriter::create(&path).unwrap();
+            report.write(&row).unwrap();
+            report.write(&row).unwrap();
+
+            let mut reader = csv::Reader::from_path(&path).unwrap();
+            let rows: Vec<csv::StringRecord> = reader.records().map(Result::unwrap).collect();
+            prop_assert_eq!(rows.len(), 2);
+            prop_assert_eq!(&rows[0][0], line.to_string());
+            prop_assert_eq!(&rows[0][1], user.as_str());
+            prop_assert_eq!(&rows[0][2], installation.as_str());
+            prop_assert_eq!(&rows[0][3], "rejected");
+            prop_assert_eq!(&rows[0][9], code.as_str());
+            prop_assert_eq!(&rows[0][10], message.as_str());
+        }
     }
 }

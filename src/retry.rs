@@ -3,6 +3,9 @@
 
 use std::time::{Duration, SystemTime};
 
+use crate::graph::{Answer, TransportError};
+use crate::report::Outcome;
+
 /// The longest `Retry-After` we accept as given. Graph has been seen asking
 /// for 315 s; anything past an hour is more likely a parsing accident than a
 /// real window, and waiting it out would stall a whole migration.
@@ -73,6 +76,67 @@ pub fn is_transient_bad_request(message: &str) -> bool {
     ["backend", "settings store", "settingsstore", "try again"]
         .iter()
         .any(|signature| message.contains(signature))
+}
+
+/// What to do after an attempt.
+#[derive(Debug, PartialEq)]
+pub enum Step {
+    /// The row is settled.
+    Done(Outcome),
+    /// Get a fresh token and replay the call (once per row).
+    Refresh,
+    /// Try again after `wait` (or the backoff schedule when `None`). With
+    /// `hold_run`, the whole run waits, not only this row.
+    Retry {
+        hold_run: bool,
+        wait: Option<Duration>,
+    },
+}
+
+/// The retry policy: judge one attempt, given how many attempts the row has
+/// used and whether a 401 can no longer be answered with a fresh token.
+pub fn judge(
+    attempt: &Result<Answer, TransportError>,
+    attempts: u32,
+    max_attempts: u32,
+    refresh_spent: bool,
+) -> Step {
+    let exhausted = attempts >= max_attempts;
+    let answer = match attempt {
+        Ok(answer) => answer,
+        Err(_) if exhausted => return Step::Done(Outcome::Failed),
+        Err(_) => {
+            return Step::Retry {
+                hold_run: false,
+                wait: None,
+            }
+        }
+    };
+    let transient = match answer.status {
+        401 if !refresh_spent => return Step::Refresh,
+        429 | 502 | 503 | 504 => true,
+        400 => answer
+            .error_message
+            .as_deref()
+            .is_some_and(is_transient_bad_request),
+        _ => false,
+    };
+    if !transient {
+        return Step::Done(Outcome::from_final_status(answer.status));
+    }
+    if exhausted {
+        return Step::Done(match answer.status {
+            429 => Outcome::Throttled,
+            _ => Outcome::Failed,
+        });
+    }
+    // A 429 closes the window for every worker: calls sent inside it count
+    // against the app and prolong the throttling. Any status that names a
+    // Retry-After is treated the same way.
+    Step::Retry {
+        hold_run: answer.status == 429 || answer.retry_after.is_some(),
+        wait: answer.retry_after,
+    }
 }
 
 #[cfg(test)]
@@ -160,5 +224,103 @@ mod tests {
         assert!(is_transient_bad_request("Settings store failure"));
         assert!(!is_transient_bad_request("Invalid installation id"));
         assert!(!is_transient_bad_request(""));
+    }
+
+    fn answer(status: u16, retry_after: Option<u64>) -> Result<Answer, TransportError> {
+        Ok(Answer {
+            status,
+            retry_after: retry_after.map(Duration::from_secs),
+            ..Answer::default()
+        })
+    }
+
+    #[test]
+    fn success_and_final_client_errors_are_settled_at_once() {
+        assert_eq!(
+            judge(&answer(204, None), 1, 5, false),
+            Step::Done(Outcome::Upgraded)
+        );
+        assert_eq!(
+            judge(&answer(404, None), 1, 5, false),
+            Step::Done(Outcome::NotFound)
+        );
+        assert_eq!(
+            judge(&answer(403, None), 1, 5, false),
+            Step::Done(Outcome::Forbidden)
+        );
+        assert_eq!(
+            judge(&answer(409, None), 1, 5, false),
+            Step::Done(Outcome::Rejected)
+        );
+    }
+
+    #[test]
+    fn a_401_refreshes_once_then_is_final() {
+        assert_eq!(judge(&answer(401, None), 1, 5, false), Step::Refresh);
+        assert_eq!(
+            judge(&answer(401, None), 2, 5, true),
+            Step::Done(Outcome::Unauthorized)
+        );
+    }
+
+    #[test]
+    fn a_429_holds_the_whole_run_for_the_announced_wait() {
+        assert_eq!(
+            judge(&answer(429, Some(3)), 1, 5, false),
+            Step::Retry {
+                hold_run: true,
+                wait: Some(Duration::from_secs(3))
+            }
+        );
+        assert_eq!(
+            judge(&answer(429, None), 1, 5, false),
+            Step::Retry {
+                hold_run: true,
+                wait: None
+            }
+        );
+    }
+
+    #[test]
+    fn server_errors_and_dropped_connections_back_off_per_row() {
+        let dropped = Err(TransportError {
+            timed_out: false,
+            message: "connection closed".into(),
+        });
+        let per_row = Step::Retry {
+            hold_run: false,
+            wait: None,
+        };
+        assert_eq!(judge(&answer(503, None), 1, 5, false), per_row);
+        assert_eq!(judge(&answer(504, None), 1, 5, false), per_row);
+        assert_eq!(judge(&dropped, 1, 5, false), per_row);
+        assert_eq!(judge(&dropped, 5, 5, false), Step::Done(Outcome::Failed));
+    }
+
+    #[test]
+    fn used_up_attempts_say_whether_throttling_or_failure_was_last() {
+        assert_eq!(
+            judge(&answer(429, Some(1)), 5, 5, false),
+            Step::Done(Outcome::Throttled)
+        );
+        assert_eq!(
+            judge(&answer(503, Some(1)), 5, 5, false),
+            Step::Done(Outcome::Failed)
+        );
+    }
+
+    #[test]
+    fn only_transient_bad_requests_are_retried() {
+        let backend = Ok(Answer {
+            status: 400,
+            error_message: Some("Failed to execute backend request".into()),
+            ..Answer::default()
+        });
+        assert!(matches!(judge(&backend, 1, 5, false), Step::Retry { .. }));
+        assert_eq!(judge(&backend, 5, 5, false), Step::Done(Outcome::Failed));
+        assert_eq!(
+            judge(&answer(400, None), 1, 5, false),
+            Step::Done(Outcome::Rejected)
+        );
     }
 }

@@ -7,6 +7,8 @@ use std::path::PathBuf;
 use std::time::Duration;
 
 use crate::report::Outcome;
+use crate::resume::RETRYABLE;
+use crate::stop::Stopped;
 
 /// What a run did, in numbers.
 #[derive(Clone, Debug)]
@@ -20,8 +22,12 @@ pub struct Summary {
     pub throttled: u64,
     /// Time the whole run was held back by throttle windows.
     pub held: Duration,
+    /// The pace the run held at the end, in calls a second.
+    pub pace: f64,
+    /// Outcomes of rows an earlier run settled (on a resume).
+    pub earlier: BTreeMap<Outcome, u64>,
     /// Why the run stopped before the end of the input, if it did.
-    pub stopped: Option<String>,
+    pub stopped: Option<Stopped>,
 }
 
 impl Summary {
@@ -33,6 +39,8 @@ impl Summary {
             calls: 0,
             throttled: 0,
             held: Duration::ZERO,
+            pace: 0.0,
+            earlier: BTreeMap::new(),
             stopped: None,
         }
     }
@@ -54,9 +62,22 @@ impl Summary {
         self.rows() - self.of(Outcome::Upgraded)
     }
 
-    /// Whether every row of the input was read and upgraded.
+    /// Rows not upgraded that `--retry-failed` would send again.
+    pub fn retryable(&self) -> u64 {
+        let earlier = |o: &Outcome| self.earlier.get(o).copied().unwrap_or(0);
+        RETRYABLE.iter().map(|o| self.of(*o) + earlier(o)).sum()
+    }
+
+    /// Whether every row of the input was read and upgraded, by this run or
+    /// an earlier one it resumed.
     pub fn all_upgraded(&self) -> bool {
-        self.stopped.is_none() && self.not_upgraded() == 0
+        let earlier_not_upgraded = self
+            .earlier
+            .iter()
+            .filter(|(outcome, _)| **outcome != Outcome::Upgraded)
+            .map(|(_, n)| n)
+            .sum::<u64>();
+        self.stopped.is_none() && self.not_upgraded() == 0 && earlier_not_upgraded == 0
     }
 }
 
@@ -83,10 +104,22 @@ impl fmt::Display for Summary {
         )?;
         writeln!(
             f,
-            "  throttling     {} x 429, run held back {:.1}s",
+            "  throttling     {} x 429, run held back {:.1}s, pace at the end {:.1}/s",
             self.throttled,
-            self.held.as_secs_f64()
+            self.held.as_secs_f64(),
+            self.pace
         )?;
+        if !self.earlier.is_empty() {
+            let earlier: Vec<String> = self
+                .earlier
+                .iter()
+                .map(|(outcome, n)| format!("{outcome} {n}"))
+                .collect();
+            writeln!(f, "  settled before {}", earlier.join(", "))?;
+        }
+        if let Some(stopped) = &self.stopped {
+            writeln!(f, "  stopped        {stopped}")?;
+        }
         write!(f, "  report         {}", self.report.display())
     }
 }
@@ -112,6 +145,7 @@ mod tests {
         assert!(!text.contains("forbidden"), "{text}");
         assert!(text.contains("1.5 rows/s, 2.0 calls/s"), "{text}");
         assert!(text.contains("1 x 429, run held back 1.5s"), "{text}");
+        assert!(!text.contains("stopped"), "{text}");
         assert_eq!(summary.not_upgraded(), 1);
         assert!(!summary.all_upgraded());
     }

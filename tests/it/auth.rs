@@ -3,10 +3,10 @@
 
 use std::time::Duration;
 
-use fleetup::report::Outcome;
 use fleetup::simulator::SimConfig;
+use fleetup::stop::Stopped;
 
-use crate::support::{plain_rows, Harness};
+use crate::support::{plain_rows, read_report, Harness};
 
 #[tokio::test]
 async fn an_expiring_token_is_refreshed_without_failing_a_row() {
@@ -52,10 +52,13 @@ async fn a_token_expired_mid_call_is_replaced_and_the_call_replayed() {
 }
 
 #[tokio::test]
-async fn a_static_token_that_graph_rejects_leaves_rows_unauthorized_after_one_call() {
+async fn a_static_token_that_graph_rejects_stops_the_run_and_leaves_rows_for_resume() {
     let harness = Harness::start(SimConfig::default()).await;
-    let input = harness.input("user,installation", &plain_rows(5));
+    let input = harness.input("user,installation", &plain_rows(200));
     let mut config = harness.config(&input);
+    config.rate = 50.0;
+    config.burst = 1;
+    config.concurrency = 4;
     config.credentials = fleetup::auth::Credentials::EnvToken(fleetup::auth::Secret::new(
         harness.sim.mint_token(Duration::from_millis(1)),
     ));
@@ -63,13 +66,51 @@ async fn a_static_token_that_graph_rejects_leaves_rows_unauthorized_after_one_ca
 
     let summary = harness.run(&config).await;
 
-    assert_eq!(summary.of(Outcome::Unauthorized), 5);
+    assert!(
+        matches!(summary.stopped, Some(Stopped::AuthBroken(ref why)) if why.contains("GRAPH_TOKEN")),
+        "{summary}"
+    );
     let books = harness.sim.books();
+    assert!(
+        books.upgrade_calls <= 8,
+        "stopped at once, not after 200 calls: {books:?}"
+    );
     assert_eq!(
-        books.upgrade_calls, 5,
+        books.unauthorized, books.upgrade_calls,
         "a token that cannot change is not replayed"
     );
-    assert_eq!(books.unauthorized, 5);
+    let report = read_report(&harness.report_path());
+    assert!(report.len() < 200 && report.iter().all(|r| r["outcome"] == "unauthorized"));
+}
+
+#[tokio::test]
+async fn a_401_that_persists_after_a_fresh_token_stops_the_run() {
+    let sim = SimConfig {
+        reject_tokens: true,
+        ..SimConfig::default()
+    };
+    let harness = Harness::start(sim.clone()).await;
+    let input = harness.input("user,installation", &plain_rows(200));
+    let mut config = harness.config(&input);
+    config.credentials = harness.client_credentials(&sim);
+    config.concurrency = 4;
+    config.rate = 50.0;
+    config.burst = 1;
+
+    let summary = harness.run(&config).await;
+
+    let Some(Stopped::AuthBroken(why)) = &summary.stopped else {
+        panic!("the run should stop: {summary}");
+    };
+    assert!(
+        why.contains("TeamsAppInstallation.ReadWriteForUser.All"),
+        "{why}"
+    );
+    assert!(summary.rows() < 20, "{summary}");
+    assert!(
+        harness.sim.books().tokens_issued >= 2,
+        "a fresh token was tried first"
+    );
 }
 
 #[tokio::test]

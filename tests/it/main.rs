@@ -4,6 +4,8 @@
 mod auth;
 mod cli;
 mod encoding;
+mod inputs;
+mod journal;
 mod pipeline;
 mod retries;
 mod support;

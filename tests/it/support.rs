@@ -3,6 +3,7 @@
 
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
 use std::time::Duration;
 
 use fleetup::auth::{Credentials, Secret};
@@ -58,6 +59,8 @@ impl Harness {
             rate: 500.0,
             burst: 10,
             concurrency: 16,
+            adaptive_concurrency: false,
+            read_rate: 500.0,
             max_attempts: 6,
             timeout: Duration::from_secs(5),
             backoff: Backoff {
@@ -65,6 +68,9 @@ impl Harness {
                 cap: Duration::from_millis(400),
             },
             progress: false,
+            resume: false,
+            retry_failed: false,
+            breaker: 50,
         }
     }
 
@@ -122,4 +128,43 @@ pub fn by_line(rows: &[HashMap<String, String>]) -> HashMap<u64, HashMap<String,
         );
     }
     map
+}
+
+/// The binary, run in `dir` with a clean environment plus `envs`.
+pub fn command(dir: &Path, args: &[&str], envs: &[(&str, &str)]) -> Command {
+    let mut command = Command::new(env!("CARGO_BIN_EXE_fleetup"));
+    command
+        .current_dir(dir)
+        .args(args)
+        .env_remove("GRAPH_TOKEN")
+        .env_remove("FLEETUP_CLIENT_SECRET")
+        .env_remove("RUST_LOG");
+    for (name, value) in envs {
+        command.env(name, value);
+    }
+    command
+}
+
+pub fn fleetup(dir: &Path, args: &[&str], envs: &[(&str, &str)]) -> Output {
+    command(dir, args, envs).output().expect("the binary runs")
+}
+
+pub async fn fleetup_async(dir: &Path, args: &[&str], envs: &[(&str, &str)]) -> Output {
+    let dir = dir.to_owned();
+    let args: Vec<String> = args.iter().map(|s| s.to_string()).collect();
+    let envs: Vec<(String, String)> = envs
+        .iter()
+        .map(|(k, v)| (k.to_string(), v.to_string()))
+        .collect();
+    tokio::task::spawn_blocking(move || {
+        let args: Vec<&str> = args.iter().map(String::as_str).collect();
+        let envs: Vec<(&str, &str)> = envs.iter().map(|(k, v)| (k.as_str(), v.as_str())).collect();
+        fleetup(&dir, &args, &envs)
+    })
+    .await
+    .unwrap()
+}
+
+pub fn stderr(output: &Output) -> String {
+    String::from_utf8_lossy(&output.stderr).into_owned()
 }
