@@ -120,7 +120,7 @@ pub struct GraphArgs {
     pub max_attempts: u32,
 
     /// Time limit for each attempt, e.g. 30s or 1m.
-    #[arg(long, default_value = "30s", value_parser = humantime::parse_duration)]
+    #[arg(long, default_value = "30s", value_parser = duration)]
     pub timeout: Duration,
 
     /// Do not draw the progress bar.
@@ -162,4 +162,10 @@ pub struct DemoArgs {
     /// Do not draw the progress bar.
     #[arg(long)]
     pub no_progress: bool,
+}
+
+/// A duration as people write it: `30s`, `1m`, `500ms`.
+fn duration(text: &str) -> Result<Duration, String> {
+    humantime::parse_duration(text)
+        .map_err(|_| format!("{text:?} is not a duration; write it like 30s, 1m or 500ms"))
 }

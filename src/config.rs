@@ -95,8 +95,15 @@ impl RunConfig {
         let report = match (&journal.resume, report) {
             (Some(earlier), _) => earlier.clone(),
             (None, Some(report)) => report,
-            (None, None) => default_report(&input, SystemTime::now()),
+            (None, None) => unused(default_report(&input, SystemTime::now())),
         };
+        if graph.rate > 30.0 {
+            tracing::warn!(
+                "--rate {} is above Graph's 30 upgrade calls a second per tenant; \
+                 fleetup will slow down on the first 429s",
+                graph.rate
+            );
+        }
 
         Ok(RunConfig {
             input,
@@ -122,6 +129,23 @@ impl RunConfig {
     }
 }
 
+/// Tokens and secrets travel only over https, or plain http to loopback (a
+/// local simulator).
+fn check_url(flag: &str, url: &str) -> Result<(), UsageError> {
+    let parsed = reqwest::Url::parse(url)
+        .map_err(|err| usage(format!("{flag} {url:?} is not a URL: {err}")))?;
+    let host = parsed.host_str().unwrap_or_default().to_ascii_lowercase();
+    let loopback = matches!(host.as_str(), "127.0.0.1" | "localhost" | "[::1]");
+    match parsed.scheme() {
+        "https" => Ok(()),
+        "http" if loopback => Ok(()),
+        _ => Err(usage(format!(
+            "{flag} {url:?} must be https (plain http only for a local simulator), \
+             so that tokens and secrets never travel in clear"
+        ))),
+    }
+}
+
 fn graph_target(url: &str, version: &str) -> Result<GraphTarget, UsageError> {
     if version != "v1.0" && version != "beta" {
         return Err(usage(format!(
@@ -137,41 +161,36 @@ fn graph_target(url: &str, version: &str) -> Result<GraphTarget, UsageError> {
              ({host}); fleetup cannot run there"
         )));
     }
-    let loopback = matches!(host.as_str(), "127.0.0.1" | "localhost" | "[::1]");
-    match parsed.scheme() {
-        "https" => {}
-        "http" if loopback => {}
-        _ => {
-            return Err(usage(format!(
-                "--graph-url {url:?} must be https (plain http only for a local simulator), \
-                 so that tokens never travel in clear"
-            )))
-        }
-    }
+    check_url("--graph-url", url)?;
     Ok(GraphTarget {
         root: url.trim_end_matches('/').to_owned(),
         version: version.to_owned(),
     })
 }
 
+/// Explicit flags win over `GRAPH_TOKEN`, so that a token left in the shell
+/// from another task never silently replaces the credentials asked for.
 fn credentials(
     auth: &AuthArgs,
     target: &GraphTarget,
     env: impl Fn(&str) -> Option<String>,
 ) -> Result<Credentials, UsageError> {
-    if let Some(token) = env(TOKEN_ENV).filter(|t| !t.trim().is_empty()) {
-        return Ok(Credentials::EnvToken(Secret::new(token.trim())));
+    let env_token = env(TOKEN_ENV).filter(|t| !t.trim().is_empty());
+    let explicit = auth.token_file.is_some() || auth.tenant.is_some() || auth.client_id.is_some();
+    if env_token.is_some() && explicit {
+        tracing::warn!("{TOKEN_ENV} is set but ignored: the command line names other credentials");
     }
     if let Some(path) = &auth.token_file {
         return Ok(Credentials::TokenFile(path.clone()));
     }
-    match (&auth.tenant, &auth.client_id) {
-        (Some(tenant), Some(client_id)) => {
+    match (&auth.tenant, &auth.client_id, env_token) {
+        (Some(tenant), Some(client_id), _) => {
             let secret = env(SECRET_ENV).filter(|s| !s.is_empty()).ok_or_else(|| {
                 usage(format!(
                     "--tenant and --client-id need the client secret in {SECRET_ENV}"
                 ))
             })?;
+            check_url("--authority-url", &auth.authority_url)?;
             Ok(Credentials::ClientSecret {
                 authority: auth.authority_url.trim_end_matches('/').to_owned(),
                 tenant: tenant.clone(),
@@ -180,15 +199,42 @@ fn credentials(
                 scope: format!("{}/.default", target.root),
             })
         }
-        (Some(_), None) | (None, Some(_)) => Err(usage(
+        (Some(_), None, _) | (None, Some(_), _) => Err(usage(
             "the client-credentials flow needs both --tenant and --client-id",
         )),
-        (None, None) => Err(usage(format!(
-            "no credentials: set {TOKEN_ENV}, pass --token-file, or pass --tenant and \
-             --client-id with the secret in {SECRET_ENV}. The app needs the application \
+        (None, None, Some(token)) => Ok(Credentials::EnvToken(Secret::new(bare_token(&token)))),
+        (None, None, None) => Err(usage(format!(
+            "no credentials: pass --tenant and --client-id with the secret in {SECRET_ENV}, \
+             pass --token-file, or set {TOKEN_ENV}. The app needs the application \
              permission TeamsAppInstallation.ReadWriteForUser.All"
         ))),
     }
+}
+
+/// A token as pasted, without the `Bearer ` an admin may have copied along.
+fn bare_token(token: &str) -> &str {
+    let token = token.trim();
+    match token.get(..7) {
+        Some(scheme) if scheme.eq_ignore_ascii_case("bearer ") => token[7..].trim(),
+        _ => token,
+    }
+}
+
+/// `path`, or the first of `path-2`, `path-3`… that does not exist yet, so
+/// that two runs started in the same second do not collide.
+fn unused(path: PathBuf) -> PathBuf {
+    if !path.exists() {
+        return path;
+    }
+    let stem = path
+        .file_stem()
+        .unwrap_or_default()
+        .to_string_lossy()
+        .into_owned();
+    (2..)
+        .map(|n| path.with_file_name(format!("{stem}-{n}.csv")))
+        .find(|candidate| !candidate.exists())
+        .expect("some suffix is free")
 }
 
 /// `reports/<input stem>-<UTC time>.csv`, e.g. `reports/fleet-20261203T191500Z.csv`.
@@ -297,6 +343,51 @@ mod tests {
             err.0.contains("TeamsAppInstallation.ReadWriteForUser.All"),
             "{err}"
         );
+    }
+
+    #[test]
+    fn flags_win_over_a_token_left_in_the_environment() {
+        let mut auth = auth_args();
+        auth.token_file = Some("token.txt".into());
+        let config = derive("https://graph.microsoft.com", &auth, Some("stale")).unwrap();
+        assert!(matches!(config.credentials, Credentials::TokenFile(_)));
+    }
+
+    #[test]
+    fn a_pasted_bearer_prefix_is_dropped() {
+        let config = derive(
+            "https://graph.microsoft.com",
+            &auth_args(),
+            Some("Bearer abc"),
+        )
+        .unwrap();
+        let Credentials::EnvToken(token) = config.credentials else {
+            panic!("expected the environment token");
+        };
+        assert_eq!(token.expose(), "abc");
+    }
+
+    #[test]
+    fn the_secret_never_goes_to_a_plain_http_authority() {
+        let mut auth = auth_args();
+        auth.tenant = Some("contoso.onmicrosoft.com".into());
+        auth.client_id = Some("app".into());
+        auth.authority_url = "http://192.168.1.1".into();
+        let config = RunConfig::derive(
+            "in.csv".into(),
+            None,
+            None,
+            &graph_args("https://graph.microsoft.com"),
+            &auth,
+            &JournalArgs {
+                resume: None,
+                retry_failed: false,
+                breaker: 50,
+            },
+            |name| (name == SECRET_ENV).then(|| "s".to_owned()),
+        );
+        let err = config.unwrap_err();
+        assert!(err.0.contains("--authority-url"), "{err}");
     }
 
     #[test]

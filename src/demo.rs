@@ -1,6 +1,7 @@
 //! `fleetup demo`: the main job end to end on a sample fleet, against the
 //! simulator started inside the process, throttling like Graph.
 
+use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::time::{Duration, SystemTime};
 
@@ -43,7 +44,8 @@ pub async fn demo(args: DemoArgs) -> Result<Summary, DemoError> {
             path: PathBuf::from("127.0.0.1"),
             reason: format!("cannot start the simulator: {err}"),
         })?;
-    eprintln!(
+    let _ = writeln!(
+        std::io::stderr(),
         "fleetup demo: Graph simulator on {} (30 calls/s like a tenant, some latency and faults)",
         simulator.url()
     );

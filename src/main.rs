@@ -9,6 +9,15 @@ use fleetup::exit;
 use fleetup::stop::Stopped;
 use fleetup::summary::Summary;
 
+/// Writes a line to stderr, ignoring a closed pipe (`fleetup … 2>&1 | head`):
+/// the exit code must still tell what happened.
+macro_rules! say {
+    ($($arg:tt)*) => {{
+        use std::io::Write;
+        let _ = writeln!(std::io::stderr(), $($arg)*);
+    }};
+}
+
 fn main() -> ExitCode {
     let cli = Cli::parse();
     init_logging();
@@ -29,8 +38,8 @@ async fn execute(cli: Cli) -> u8 {
         },
         Command::Demo(args) => match fleetup::demo::demo(args).await {
             Ok(summary) => {
-                eprintln!("{summary}");
-                eprintln!("(the demo fleet holds users that answer 404 and 403 on purpose)");
+                say!("{summary}");
+                say!("(the demo fleet holds users that answer 404 and 403 on purpose)");
                 match &summary.stopped {
                     None => exit::DONE,
                     Some(stopped) => stopped_code(stopped),
@@ -78,17 +87,17 @@ async fn run(args: RunArgs) -> u8 {
 }
 
 fn finish(summary: &Summary, config: &RunConfig) -> u8 {
-    eprintln!("{summary}");
+    say!("{summary}");
     if let Some(stopped) = &summary.stopped {
-        eprintln!("fleetup: stopped early ({stopped}).");
-        eprintln!(
+        say!("fleetup: stopped early ({stopped}).");
+        say!(
             "To go on where it stopped, run:\n  {}",
             resume_command(config, false)
         );
         return stopped_code(stopped);
     }
     if summary.retryable() > 0 {
-        eprintln!(
+        say!(
             "{} rows ended throttled, failed or unauthorized; to send them again, run:\n  {}",
             summary.retryable(),
             resume_command(config, true)
@@ -142,7 +151,11 @@ fn stopped_code(stopped: &Stopped) -> u8 {
 }
 
 fn code_of(err: &RunError) -> u8 {
+    use fleetup::auth::AuthError;
     match err {
+        RunError::Auth(AuthError::TokenFile { .. } | AuthError::EmptyTokenFile { .. }) => {
+            exit::USAGE
+        }
         RunError::Auth(_) => exit::STOPPED,
         RunError::Input(_) | RunError::Report(_) | RunError::Resume(_) => exit::USAGE,
         RunError::Http(_) => exit::NOT_ALL_UPGRADED,
@@ -150,7 +163,7 @@ fn code_of(err: &RunError) -> u8 {
 }
 
 fn fail(err: &dyn std::fmt::Display, code: u8) -> u8 {
-    eprintln!("fleetup: {err}");
+    say!("fleetup: {err}");
     code
 }
 

@@ -31,12 +31,17 @@ impl Progress {
             return Progress { bar: None };
         }
         let bar = ProgressBar::with_draw_target(total, ProgressDrawTarget::stderr());
-        bar.set_style(
-            ProgressStyle::with_template(
-                "{bar:30} {pos}/{len} rows  {per_sec:.0}  ETA {eta}  {msg}",
-            )
-            .expect("template is valid"),
+        let style = ProgressStyle::with_template(
+            "{bar:30} {pos}/{len} rows  {rows_per_sec}  ETA {eta}  {msg}",
+        )
+        .expect("template is valid")
+        .with_key(
+            "rows_per_sec",
+            |state: &indicatif::ProgressState, out: &mut dyn std::fmt::Write| {
+                let _ = write!(out, "{:.1} rows/s", state.per_sec());
+            },
         );
+        bar.set_style(style);
         bar.enable_steady_tick(Duration::from_millis(200));
         *ACTIVE.lock().expect("progress lock") = Some(bar.clone());
         Progress { bar: Some(bar) }

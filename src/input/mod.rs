@@ -184,22 +184,22 @@ impl InputFile {
         let user = validate::field(&self.record, user_column, Field::User);
         let installation = validate::field(&self.record, installation_column, Field::Installation);
 
-        let (problem, duplicate_of) = match (user, installation) {
-            (Ok(user), Ok(installation)) => {
-                let first = self.seen.as_mut();
-                (
-                    None,
-                    first.and_then(|s| s.first_line(user, installation, line)),
-                )
-            }
-            (Err(problem), _) | (_, Err(problem)) => (Some(problem), None),
-        };
+        if let (Ok(user), Ok(installation)) = (user, installation) {
+            let seen = self.seen.as_mut();
+            return Row {
+                line,
+                duplicate_of: seen.and_then(|s| s.first_line(user, installation, line)),
+                user: user.to_owned(),
+                installation: installation.to_owned(),
+                problem: None,
+            };
+        }
         Row {
             line,
             user: lossy(&self.record, user_column),
             installation: lossy(&self.record, installation_column),
-            problem,
-            duplicate_of,
+            problem: user.err().or(installation.err()),
+            duplicate_of: None,
         }
     }
 }

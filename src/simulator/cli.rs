@@ -6,7 +6,7 @@ use std::io::Write;
 use std::path::PathBuf;
 use std::time::Duration;
 
-use super::{Behaviour, Fleet, RetryAfterForm, SimConfig, SimError, Simulator};
+use super::{Behaviour, Fleet, RetryAfterForm, SimConfig, SimError, Simulator, Tenant};
 
 /// Flags of `fleetup simulate`.
 #[derive(Clone, clap::Args)]
@@ -15,13 +15,24 @@ pub struct SimulateArgs {
     #[arg(long, default_value_t = 0)]
     pub port: u16,
 
-    /// Upgrade calls per second the tenant allows; omit for no throttling.
+    /// POST installedApps calls (upgrades, installs) per second the tenant allows; omit for
+    /// no throttling.
     #[arg(long)]
     pub rate: Option<f64>,
 
     /// Calls allowed at once before the rate applies [default: one second's worth of --rate].
     #[arg(long)]
     pub burst: Option<u32>,
+
+    /// GET calls per second the tenant allows, for GET installedApps and GET appCatalogs
+    /// each (two separate budgets, as in Graph); omit for no throttling.
+    #[arg(long)]
+    pub read_rate: Option<f64>,
+
+    /// Reads allowed at once before --read-rate applies, per budget [default: one second's
+    /// worth of --read-rate].
+    #[arg(long)]
+    pub read_burst: Option<u32>,
 
     /// How 429s spell Retry-After: seconds, decimal, http-date, absent or mixed.
     #[arg(long, default_value = "mixed")]
@@ -81,19 +92,45 @@ pub struct SimulateArgs {
     /// How long after a 429 calls already on the wire are not counted as ignoring it.
     #[arg(long, default_value = "50ms", value_parser = humantime::parse_duration)]
     pub announce_grace: Duration,
+
+    /// JSON file of the tenant's app catalog and installations (format: see `Tenant::load`).
+    #[arg(long, value_name = "PATH")]
+    pub tenant: Option<PathBuf>,
+
+    /// Items per page of a list.
+    #[arg(long, default_value_t = 20, value_parser = clap::value_parser!(u32).range(1..))]
+    pub page_size: u32,
+
+    /// Answer the first page of every list with no items and a next link.
+    #[arg(long)]
+    pub empty_first_page: bool,
+
+    /// Act as if the app had only the "Self" permissions: other apps' installations are
+    /// invisible, and reading one, upgrading or installing is refused with 403.
+    #[arg(long)]
+    pub self_permissions_only: bool,
 }
 
 impl SimulateArgs {
-    /// The checked configuration, with the fleet file read.
+    /// The checked configuration, with the fleet and tenant files read.
     pub fn to_config(&self) -> Result<SimConfig, SimError> {
         let fleet = match &self.fleet {
             Some(path) => Fleet::load(path)?,
             None => Fleet::default(),
         };
+        let tenant = match &self.tenant {
+            Some(path) => Tenant::load(path)?,
+            None => Tenant::default(),
+        };
         let burst = self.burst.unwrap_or_else(|| default_burst(self.rate));
+        let read_burst = self
+            .read_burst
+            .unwrap_or_else(|| default_burst(self.read_rate));
         let config = SimConfig {
             rate: self.rate,
             burst,
+            read_rate: self.read_rate,
+            read_burst,
             retry_after: self.retry_after,
             min_retry_after: self.min_retry_after,
             latency: self.latency,
@@ -107,6 +144,10 @@ impl SimulateArgs {
             everyone: self.everyone.map(Behaviour::for_status),
             reject_tokens: self.reject_tokens,
             announce_grace: self.announce_grace,
+            tenant,
+            page_size: self.page_size as usize,
+            empty_first_page: self.empty_first_page,
+            self_permissions_only: self.self_permissions_only,
         };
         config.validate()?;
         Ok(config)
@@ -125,9 +166,12 @@ impl fmt::Debug for SimulateArgs {
             .field("port", &self.port)
             .field("rate", &self.rate)
             .field("burst", &self.burst)
+            .field("read_rate", &self.read_rate)
+            .field("read_burst", &self.read_burst)
             .field("retry_after", &self.retry_after)
             .field("latency", &self.latency)
             .field("fleet", &self.fleet)
+            .field("tenant", &self.tenant)
             .field("client_id", &self.client_id)
             .field("client_secret", &"***")
             .finish_non_exhaustive()
@@ -238,6 +282,42 @@ mod tests {
         );
         assert_eq!(config.fault_503, 0.01);
         assert_eq!(config.token_lifetime, Duration::from_secs(600));
+        assert_eq!((config.read_rate, config.read_burst), (None, 30));
+    }
+
+    #[test]
+    fn read_flags_and_the_tenant_file_become_the_config() {
+        let mut file = tempfile::NamedTempFile::new().unwrap();
+        let json = r#"{"apps": [{"id": "app", "displayName": "App",
+            "definitions": [{"version": "1.0.0", "publishingState": "published"}]}]}"#;
+        file.write_all(json.as_bytes()).unwrap();
+        let args = parse(&[
+            "--read-rate",
+            "7.5",
+            "--tenant",
+            file.path().to_str().unwrap(),
+            "--page-size",
+            "5",
+            "--empty-first-page",
+            "--self-permissions-only",
+        ])
+        .unwrap();
+        let config = args.to_config().unwrap();
+        assert_eq!((config.read_rate, config.read_burst), (Some(7.5), 8));
+        assert_eq!(config.tenant.newest_published("app"), Some("1.0.0"));
+        assert_eq!(config.page_size, 5);
+        assert!(config.empty_first_page && config.self_permissions_only);
+        assert_eq!(config.rate, None);
+
+        let args = parse(&["--read-rate", "1", "--read-burst", "3"]).unwrap();
+        assert_eq!(args.to_config().unwrap().read_burst, 3);
+        assert!(parse(&["--page-size", "0"]).is_err());
+        let missing = parse(&["--tenant", "/nonexistent/tenant.json"]).unwrap();
+        assert!(missing
+            .to_config()
+            .unwrap_err()
+            .to_string()
+            .contains("tenant.json"));
     }
 
     #[test]

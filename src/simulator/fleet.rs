@@ -6,7 +6,7 @@ use std::path::Path;
 
 use super::SimError;
 
-/// The answer a listed user gets for an upgrade call that passed auth and the throttle.
+/// The answer a listed user gets for any call about them that passed auth and the throttle.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Behaviour {
     pub status: u16,

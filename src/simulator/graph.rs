@@ -1,5 +1,5 @@
-//! The Graph routes: reading the upgrade path one segment at a time as Graph does, and
-//! answering in Graph's order: books, auth, throttle, request checks, faults, fleet, latency.
+//! The Graph routes: which path and method reach which handler, and the order every call is
+//! answered in: books, version, auth, throttle, request checks, faults, fleet, work, latency.
 
 use std::sync::Arc;
 use std::time::{Instant, SystemTime};
@@ -10,35 +10,56 @@ use axum::http::header::{HeaderValue, CONTENT_TYPE, RETRY_AFTER};
 use axum::http::{HeaderMap, Method, StatusCode, Uri};
 use axum::response::{IntoResponse, Response};
 use axum::Extension;
-use percent_encoding::percent_decode_str;
+use serde_json::{Map, Value};
 
 use super::auth::{self, Refusal};
 use super::fleet::Behaviour;
+use super::path::{parse, AppsPath, Route, Target};
 use super::server::{lock, Shared};
-use super::throttle::Verdict;
+use super::tenant::Lookup;
+use super::throttle::{RequestClass, Verdict};
 use super::wire::{self, Correlation};
+use super::{catalog, installed};
 
-/// An upgrade path as Graph reads it, each segment decoded on its own.
-#[derive(Debug, PartialEq, Eq)]
-pub(crate) struct UpgradePath {
-    pub(crate) version: String,
-    pub(crate) user: String,
-    pub(crate) installation: String,
-    /// Why Graph would refuse the path as written, if it would (answered as a 400).
-    pub(crate) problem: Option<String>,
+/// What Graph requires to manage another app's installations for a user.
+pub(crate) const WRITE_PERMISSIONS: &str = "TeamsAppInstallation.ReadWriteForUser.All, \
+    TeamsAppInstallation.ReadWriteAndConsentForUser.All";
+/// What Graph requires to read another app's installations for a user.
+pub(crate) const READ_PERMISSIONS: &str =
+    "TeamsAppInstallation.ReadForUser.All, TeamsAppInstallation.ReadWriteForUser.All";
+
+/// One Graph call: what every handler needs to answer it.
+pub(crate) struct Call<'a> {
+    pub(crate) shared: &'a Shared,
+    pub(crate) correlation: &'a Correlation,
+    pub(crate) headers: &'a HeaderMap,
 }
 
-/// What a request path turned out to be.
-#[derive(Debug, PartialEq, Eq)]
-pub(crate) enum Route {
-    Upgrade(UpgradePath),
-    /// Any other Graph path; carries the segment Graph would say it could not resolve.
-    Other {
-        version: String,
-        segment: String,
+/// What Graph's front door looks at: the version in the path, the request class whose budget
+/// the call spends, and the user it is about (none for the catalog).
+pub(crate) struct Gate<'a> {
+    pub(crate) version: &'a str,
+    pub(crate) class: RequestClass,
+    pub(crate) user: Option<&'a str>,
+}
+
+/// How a call that passed the front door will be answered.
+pub(crate) enum Outcome {
+    Answered(Response),
+    Refused {
+        behaviour: Behaviour,
+        retry_after: Option<String>,
     },
-    /// A segment whose percent-encoding is not valid UTF-8.
-    Undecodable,
+    Dropped,
+}
+
+impl Outcome {
+    fn refused(behaviour: Behaviour) -> Outcome {
+        Outcome::Refused {
+            behaviour,
+            retry_after: None,
+        }
+    }
 }
 
 /// The fallback handler: every path that is not the token endpoint or `/_sim/…` is Graph's.
@@ -50,25 +71,21 @@ pub(crate) async fn route(
     headers: HeaderMap,
     body: Bytes,
 ) -> Response {
+    let call = Call {
+        shared: &shared,
+        correlation: &correlation,
+        headers: &headers,
+    };
     // The raw path: axum has decoded nothing yet, so `%2F` is still inside its segment.
     match parse(uri.path()) {
-        Route::Upgrade(path) if method == Method::POST => {
-            upgrade(&shared, &correlation, path, &headers, &body).await
+        Route::Apps(path) => apps(&call, &path, &method, &uri, &body).await,
+        Route::Catalog { version } if method == Method::GET => {
+            catalog::list(&call, &version, uri.path(), uri.query()).await
         }
-        Route::Upgrade(path) => {
-            let message = format!("The HTTP method '{method}' is not allowed for this resource.");
-            refuse_other(
-                &shared,
-                &correlation,
-                &path.version,
-                &headers,
-                405,
-                &message,
-            )
-        }
+        Route::Catalog { version } => not_allowed(&call, &version, &method),
         Route::Other { version, segment } => {
             let message = format!("Resource not found for the segment '{segment}'.");
-            refuse_other(&shared, &correlation, &version, &headers, 400, &message)
+            refuse_other(&call, &version, 400, &message)
         }
         Route::Undecodable => wire::graph_error(
             400,
@@ -79,143 +96,94 @@ pub(crate) async fn route(
     }
 }
 
-/// Splits and decodes a raw path. `+` stays `+`: paths are not form-encoded.
-pub(crate) fn parse(raw: &str) -> Route {
-    let Some(segments) = decode_segments(raw) else {
-        return Route::Undecodable;
+async fn apps(
+    call: &Call<'_>,
+    path: &AppsPath,
+    method: &Method,
+    uri: &Uri,
+    body: &[u8],
+) -> Response {
+    let (get, post) = (*method == Method::GET, *method == Method::POST);
+    match &path.target {
+        Target::Upgrade(id) if post => upgrade(call, path, id, body).await,
+        Target::One(id) if get => installed::get_one(call, path, id, uri.query()).await,
+        Target::Collection if get => installed::list(call, path, uri.path(), uri.query()).await,
+        Target::Collection if post => installed::install(call, path, body).await,
+        _ => not_allowed(call, &path.version, method),
+    }
+}
+
+/// Answers a call in Graph's order once its handler has kept its books: the front door
+/// (version, token, throttle), then the route's request checks, injected faults, the fleet's
+/// per-user answers, the route's own work, and the configured latency.
+pub(crate) async fn serve<T>(
+    call: &Call<'_>,
+    gate: Gate<'_>,
+    check: impl FnOnce() -> Result<T, Behaviour>,
+    work: impl FnOnce(T) -> Result<Response, Behaviour>,
+) -> Response {
+    if let Some(refusal) = admit(call, &gate) {
+        return refusal;
+    }
+    let outcome = decide(call, &gate, check, work);
+    call.shared.sleep_latency().await;
+    answer(outcome, call.correlation)
+}
+
+/// Graph's front door: the version first, then the token, then the class's throttle.
+/// Returns the answer that turns the call away, if one does.
+fn admit(call: &Call<'_>, gate: &Gate<'_>) -> Option<Response> {
+    let (shared, correlation) = (call.shared, call.correlation);
+    if !valid_version(gate.version) {
+        return Some(bad_version(gate.version, correlation));
+    }
+    let token = lock(&shared.tokens).check(call.headers, Instant::now());
+    let token = match shared.config.reject_tokens {
+        true => token.and(Err(Refusal::Invalid)),
+        false => token,
     };
-    match segments.as_slice() {
-        [version, users, user, teamwork, apps, installation, upgrade]
-            if is(users, "users") && is_upgrade_tail(teamwork, apps, upgrade) =>
-        {
-            let problem = plain_user_problem(user);
-            UpgradePath::route(version, user.clone(), installation, problem)
-        }
-        [version, key, teamwork, apps, installation, upgrade]
-            if is_upgrade_tail(teamwork, apps, upgrade) =>
-        {
-            keyed(version, key, installation)
-        }
-        [version, rest @ ..] => Route::Other {
-            version: version.clone(),
-            segment: first_unknown(rest),
-        },
-        [] => Route::Other {
-            version: String::new(),
-            segment: String::new(),
-        },
+    if let Err(refusal) = token {
+        lock(&shared.books).unauthorized += 1;
+        return Some(auth::unauthorized(&refusal, correlation));
+    }
+    let verdict = lock(&shared.throttle).check(gate.class, Instant::now(), SystemTime::now());
+    match verdict {
+        Verdict::Pass => None,
+        Verdict::Throttled {
+            retry_after,
+            in_window,
+        } => Some(too_many_requests(
+            shared,
+            gate.class,
+            retry_after,
+            in_window,
+            correlation,
+        )),
     }
 }
 
-/// Each segment decoded on its own, or `None` if one is not UTF-8 once decoded.
-fn decode_segments(raw: &str) -> Option<Vec<String>> {
-    let path = raw.strip_prefix('/').unwrap_or(raw);
-    path.split('/')
-        .map(|s| {
-            percent_decode_str(s)
-                .decode_utf8()
-                .ok()
-                .map(|s| s.into_owned())
-        })
-        .collect()
-}
-
-/// Graph's fixed segments are case-insensitive.
-fn is(segment: &str, name: &str) -> bool {
-    segment.eq_ignore_ascii_case(name)
-}
-
-fn is_upgrade_tail(teamwork: &str, apps: &str, upgrade: &str) -> bool {
-    is(teamwork, "teamwork") && is(apps, "installedApps") && is(upgrade, "upgrade")
-}
-
-impl UpgradePath {
-    fn route(version: &str, user: String, installation: &str, problem: Option<String>) -> Route {
-        let problem = problem.or_else(|| empty_problem(installation, "installedApps"));
-        Route::Upgrade(UpgradePath {
-            version: version.to_string(),
-            user,
-            installation: installation.to_string(),
-            problem,
-        })
-    }
-}
-
-/// The key form, `users('…')`, which clients use for UPNs that start with `$`.
-fn keyed(version: &str, key: &str, installation: &str) -> Route {
-    let Some(inner) = key_body(key) else {
-        let (version, segment) = (version.to_string(), key.to_string());
-        return Route::Other { version, segment };
+fn decide<T>(
+    call: &Call<'_>,
+    gate: &Gate<'_>,
+    check: impl FnOnce() -> Result<T, Behaviour>,
+    work: impl FnOnce(T) -> Result<Response, Behaviour>,
+) -> Outcome {
+    let checked = match check() {
+        Ok(checked) => checked,
+        Err(behaviour) => return Outcome::refused(behaviour),
     };
-    match unquote(inner) {
-        Some(user) => UpgradePath::route(version, user, installation, None),
-        None => {
-            let problem = format!("Syntax error in the key of segment '{key}'.");
-            UpgradePath::route(version, inner.to_string(), installation, Some(problem))
-        }
+    if let Some(fault) = roll_fault(call.shared, gate.class) {
+        return fault;
     }
-}
-
-/// Graph reads a plain segment that starts with `$` as an OData system query option, not a key.
-fn plain_user_problem(user: &str) -> Option<String> {
-    if user.starts_with('$') {
-        return Some(format!("Resource not found for the segment '{user}'."));
+    let config = &call.shared.config;
+    let listed = gate.user.and_then(|user| config.fleet.get(user));
+    if let Some(behaviour) = listed.or(config.everyone.as_ref()) {
+        return Outcome::refused(behaviour.clone());
     }
-    empty_problem(user, "users")
-}
-
-fn empty_problem(key: &str, collection: &str) -> Option<String> {
-    key.is_empty().then(|| {
-        format!(
-            "The request URI is not valid. Since the segment '{collection}' refers to a \
-             collection, this must be the last segment in the request URI or it must be followed \
-             by an function or action that can be bound to it otherwise all intermediate segments \
-             must refer to a single resource."
-        )
-    })
-}
-
-/// The inside of `users(…)`, if the segment has that shape.
-fn key_body(segment: &str) -> Option<&str> {
-    let prefix = segment.get(..6)?;
-    if !prefix.eq_ignore_ascii_case("users(") {
-        return None;
+    match work(checked) {
+        Ok(response) => Outcome::Answered(response),
+        Err(behaviour) => Outcome::refused(behaviour),
     }
-    segment[6..].strip_suffix(')')
-}
-
-/// An OData string literal: `'…'` with `''` standing for one `'`.
-fn unquote(literal: &str) -> Option<String> {
-    let body = literal.strip_prefix('\'')?.strip_suffix('\'')?;
-    let mut out = String::with_capacity(body.len());
-    let mut chars = body.chars();
-    while let Some(c) = chars.next() {
-        if c == '\'' && chars.next() != Some('\'') {
-            return None;
-        }
-        out.push(c);
-    }
-    Some(out)
-}
-
-/// The segment Graph would name when a path is not the upgrade call.
-fn first_unknown(rest: &[String]) -> String {
-    let expected = [
-        Some("users"),
-        None,
-        Some("teamwork"),
-        Some("installedApps"),
-        None,
-        Some("upgrade"),
-    ];
-    for (i, segment) in rest.iter().enumerate() {
-        match expected.get(i) {
-            Some(Some(name)) if segment.eq_ignore_ascii_case(name) => {}
-            Some(None) => {}
-            _ => return segment.clone(),
-        }
-    }
-    rest.last().cloned().unwrap_or_default()
 }
 
 fn valid_version(version: &str) -> bool {
@@ -231,19 +199,18 @@ fn bad_version(version: &str, correlation: &Correlation) -> Response {
     )
 }
 
+fn not_allowed(call: &Call<'_>, version: &str, method: &Method) -> Response {
+    let message = format!("The HTTP method '{method}' is not allowed for this resource.");
+    refuse_other(call, version, 405, &message)
+}
+
 /// A Graph call the simulator does not serve: still versioned and authenticated like Graph.
-fn refuse_other(
-    shared: &Shared,
-    correlation: &Correlation,
-    version: &str,
-    headers: &HeaderMap,
-    status: u16,
-    message: &str,
-) -> Response {
+fn refuse_other(call: &Call<'_>, version: &str, status: u16, message: &str) -> Response {
+    let (shared, correlation) = (call.shared, call.correlation);
     if !valid_version(version) {
         return bad_version(version, correlation);
     }
-    if let Err(refusal) = lock(&shared.tokens).check(headers, Instant::now()) {
+    if let Err(refusal) = lock(&shared.tokens).check(call.headers, Instant::now()) {
         lock(&shared.books).unauthorized += 1;
         return auth::unauthorized(&refusal, correlation);
     }
@@ -255,65 +222,83 @@ fn refuse_other(
     wire::graph_error(status, code, message, correlation)
 }
 
-/// How an upgrade call that passed the throttle will be answered.
-enum Outcome {
-    Upgraded,
-    Refused {
-        behaviour: Behaviour,
-        retry_after: Option<String>,
-    },
-    Dropped,
+/// The 400 for a path Graph would not accept as written.
+pub(crate) fn refuse_problem(path: &AppsPath) -> Result<(), Behaviour> {
+    match &path.problem {
+        Some(problem) => Err(Behaviour::bad_request(problem)),
+        None => Ok(()),
+    }
 }
 
-async fn upgrade(
-    shared: &Shared,
-    correlation: &Correlation,
-    path: UpgradePath,
-    headers: &HeaderMap,
-    body: &[u8],
-) -> Response {
-    record(shared, &path, correlation);
+/// Graph's 403 for an app granted only the "Self" variant of a permission: it may manage its
+/// own installations, not another app's.
+pub(crate) fn missing_permission(needed: &str) -> Behaviour {
+    let message = format!(
+        "Missing role permissions on the request. API requires one of '{needed}'. \
+         Roles on the request 'TeamsAppInstallation.ReadWriteSelfForUser.All'."
+    );
+    Behaviour::new(403, "Forbidden", &message)
+}
 
-    // The version is checked at Graph's front door, before anything else looks at the call.
-    if !valid_version(&path.version) {
-        return bad_version(&path.version, correlation);
-    }
-    let token = lock(&shared.tokens).check(headers, Instant::now());
-    let token = match shared.config.reject_tokens {
-        true => token.and(Err(Refusal::Invalid)),
-        false => token,
+/// The 404 for an installation id the user does not have, whoever else might.
+pub(crate) fn installation_not_found() -> Behaviour {
+    Behaviour::new(
+        404,
+        "NotFound",
+        "The requested app installation was not found for this user.",
+    )
+}
+
+async fn upgrade(call: &Call<'_>, path: &AppsPath, installation: &str, body: &[u8]) -> Response {
+    record_upgrade(call, &path.user, installation);
+    let gate = Gate {
+        version: &path.version,
+        class: RequestClass::InstalledAppsWrite,
+        user: Some(&path.user),
     };
-    if let Err(refusal) = token {
-        lock(&shared.books).unauthorized += 1;
-        return auth::unauthorized(&refusal, correlation);
-    }
-    let verdict = lock(&shared.throttle).check(Instant::now(), SystemTime::now());
-    if let Verdict::Throttled {
-        retry_after,
-        in_window,
-    } = verdict
-    {
-        return too_many_requests(shared, retry_after, in_window, correlation);
-    }
-
-    let outcome = decide(shared, &path, headers, body);
-    shared.sleep_latency().await;
-    answer(shared, outcome, correlation)
+    let check = || {
+        refuse_problem(path)?;
+        check_upgrade_body(call.headers, body)
+    };
+    let work = |()| upgrade_in_tenant(call.shared, &path.user, installation);
+    serve(call, gate, check, work).await
 }
 
-fn record(shared: &Shared, path: &UpgradePath, correlation: &Correlation) {
-    let mut books = lock(&shared.books);
+fn record_upgrade(call: &Call<'_>, user: &str, installation: &str) {
+    let mut books = lock(&call.shared.books);
     books.upgrade_calls += 1;
-    let key = (path.user.clone(), path.installation.clone());
+    let key = (user.to_string(), installation.to_string());
     *books.calls.entry(key).or_insert(0) += 1;
-    match &correlation.sent {
+    match &call.correlation.sent {
         Some(id) => books.client_request_ids.push(id.clone()),
         None => books.missing_client_request_id += 1,
     }
 }
 
+/// An installation the tenant knows moves to its app's newest published version; one it
+/// does not know is answered 204 all the same, so a tenant left empty upgrades anything.
+fn upgrade_in_tenant(
+    shared: &Shared,
+    user: &str,
+    installation: &str,
+) -> Result<Response, Behaviour> {
+    if shared.config.self_permissions_only {
+        return Err(missing_permission(WRITE_PERMISSIONS));
+    }
+    let foreign = matches!(
+        lock(&shared.tenant).upgrade(user, installation),
+        Lookup::Foreign
+    );
+    if foreign {
+        return Err(installation_not_found());
+    }
+    lock(&shared.books).upgraded += 1;
+    Ok(StatusCode::NO_CONTENT.into_response())
+}
+
 fn too_many_requests(
     shared: &Shared,
+    class: RequestClass,
     retry_after: Option<String>,
     in_window: bool,
     correlation: &Correlation,
@@ -321,6 +306,10 @@ fn too_many_requests(
     {
         let mut books = lock(&shared.books);
         books.throttled += 1;
+        *books
+            .throttled_by_class
+            .entry(class.name().to_string())
+            .or_insert(0) += 1;
         books.calls_in_window += u64::from(in_window);
     }
     let message = "Too many requests. Please try again later.";
@@ -329,31 +318,20 @@ fn too_many_requests(
     response
 }
 
-/// Checks the request, then rolls for faults, then looks the user up in the fleet.
-fn decide(shared: &Shared, path: &UpgradePath, headers: &HeaderMap, body: &[u8]) -> Outcome {
-    let refused = |behaviour| Outcome::Refused {
-        behaviour,
-        retry_after: None,
-    };
-    if let Some(problem) = &path.problem {
-        return refused(Behaviour::bad_request(problem));
-    }
-    if let Err(behaviour) = check_body(headers, body) {
-        return refused(behaviour);
-    }
-    if let Some(fault) = roll_fault(shared) {
-        return fault;
-    }
-    let config = &shared.config;
-    match config.fleet.get(&path.user).or(config.everyone.as_ref()) {
-        Some(behaviour) => refused(behaviour.clone()),
-        None => Outcome::Upgraded,
+/// The upgrade's body is optional; when sent, it may hold only `consentedPermissionSet`.
+fn check_upgrade_body(headers: &HeaderMap, body: &[u8]) -> Result<(), Behaviour> {
+    match json_object(headers, body)? {
+        Some(object) => only_properties(&object, &["consentedPermissionSet"]),
+        None => Ok(()),
     }
 }
 
-/// The body is optional, but when `Content-Type: application/json` is sent a body must be
-/// too, and a body must be a JSON object with only `consentedPermissionSet` in it.
-fn check_body(headers: &HeaderMap, body: &[u8]) -> Result<(), Behaviour> {
+/// The JSON object a request body holds, if it has one. `Content-Type: application/json`
+/// must come with a body, and a body with it.
+pub(crate) fn json_object(
+    headers: &HeaderMap,
+    body: &[u8],
+) -> Result<Option<Map<String, Value>>, Behaviour> {
     let content_type = headers
         .get(CONTENT_TYPE)
         .and_then(|v| v.to_str().ok())
@@ -368,20 +346,28 @@ fn check_body(headers: &HeaderMap, body: &[u8]) -> Result<(), Behaviour> {
                 "Empty Payload. JSON content expected.",
             ));
         }
-        return Ok(());
+        return Ok(None);
     }
     if !is_json {
         let message = format!("Content type '{content_type}' is not supported.");
         return Err(Behaviour::new(415, "UnsupportedMediaType", &message));
     }
-    let value: serde_json::Value = serde_json::from_slice(body)
+    let value: Value = serde_json::from_slice(body)
         .map_err(|_| Behaviour::bad_request("Invalid JSON. The request body is not valid JSON."))?;
-    let Some(object) = value.as_object() else {
-        return Err(Behaviour::bad_request(
+    match value {
+        Value::Object(object) => Ok(Some(object)),
+        _ => Err(Behaviour::bad_request(
             "Invalid request body: a JSON object was expected.",
-        ));
-    };
-    match object.keys().find(|k| *k != "consentedPermissionSet") {
+        )),
+    }
+}
+
+/// Refuses the first property the installation type does not define.
+pub(crate) fn only_properties(
+    object: &Map<String, Value>,
+    allowed: &[&str],
+) -> Result<(), Behaviour> {
+    match object.keys().find(|k| !allowed.contains(&k.as_str())) {
         Some(unknown) => Err(Behaviour::bad_request(&format!(
             "The property '{unknown}' does not exist on type \
              'microsoft.graph.teamsAppInstallation'. Make sure to only use property names that \
@@ -392,12 +378,12 @@ fn check_body(headers: &HeaderMap, body: &[u8]) -> Result<(), Behaviour> {
 }
 
 /// One roll decides between a 503, a 504, a dropped connection and nothing.
-fn roll_fault(shared: &Shared) -> Option<Outcome> {
+fn roll_fault(shared: &Shared, class: RequestClass) -> Option<Outcome> {
     let config = &shared.config;
     let roll = fastrand::f64();
     let outcome = if roll < config.fault_503 {
         let retry_after = if fastrand::bool() {
-            lock(&shared.throttle).retry_after_for_503(SystemTime::now())
+            lock(&shared.throttle).retry_after_for_503(class, SystemTime::now())
         } else {
             None
         };
@@ -411,10 +397,7 @@ fn roll_fault(shared: &Shared) -> Option<Outcome> {
             retry_after,
         }
     } else if roll < config.fault_503 + config.fault_504 {
-        Outcome::Refused {
-            behaviour: Behaviour::for_status(504),
-            retry_after: None,
-        }
+        Outcome::refused(Behaviour::for_status(504))
     } else if roll < config.fault_503 + config.fault_504 + config.fault_drop {
         Outcome::Dropped
     } else {
@@ -433,12 +416,9 @@ fn fault_name(outcome: &Outcome) -> &'static str {
     }
 }
 
-fn answer(shared: &Shared, outcome: Outcome, correlation: &Correlation) -> Response {
+fn answer(outcome: Outcome, correlation: &Correlation) -> Response {
     match outcome {
-        Outcome::Upgraded => {
-            lock(&shared.books).upgraded += 1;
-            StatusCode::NO_CONTENT.into_response()
-        }
+        Outcome::Answered(response) => response,
         Outcome::Refused {
             behaviour,
             retry_after,
@@ -468,85 +448,10 @@ fn set_retry_after(response: &mut Response, retry_after: Option<String>) {
 mod tests {
     use super::*;
     use crate::simulator::server::tests::{
-        client, graph_post, json_body, raw_upgrade_url, upgrade_url,
+        client, graph_post, json_body, raw_upgrade_url, status_and_code, upgrade_url,
     };
     use crate::simulator::{Fleet, SimConfig, Simulator};
     use std::time::Duration;
-
-    fn upgrade_path(user: &str, installation: &str) -> Route {
-        Route::Upgrade(UpgradePath {
-            version: "v1.0".into(),
-            user: user.into(),
-            installation: installation.into(),
-            problem: None,
-        })
-    }
-
-    #[test]
-    fn each_segment_is_decoded_on_its_own() {
-        let route = parse("/v1.0/users/a%2Fb%2B%3D/teamwork/installedApps/x%2By%2Fz%3D%3D/upgrade");
-        assert_eq!(route, upgrade_path("a/b+=", "x+y/z=="));
-
-        let guest = "guest_contoso.com%23EXT%23%40fabrikam.com";
-        let route = parse(&format!(
-            "/v1.0/users/{guest}/teamwork/installedApps/i+j/upgrade"
-        ));
-        assert_eq!(
-            route,
-            upgrade_path("guest_contoso.com#EXT#@fabrikam.com", "i+j")
-        );
-    }
-
-    #[test]
-    fn the_key_form_unescapes_doubled_quotes() {
-        let route = parse("/v1.0/users('o''brien%40contoso.com')/teamwork/installedApps/i/upgrade");
-        assert_eq!(route, upgrade_path("o'brien@contoso.com", "i"));
-        let route = parse("/v1.0/users(%27%24admin%27)/teamwork/installedApps/i/upgrade");
-        assert_eq!(route, upgrade_path("$admin", "i"));
-    }
-
-    #[test]
-    fn malformed_paths_carry_a_problem_or_are_not_upgrades() {
-        let Route::Upgrade(path) = parse("/v1.0/users/$admin/teamwork/installedApps/i/upgrade")
-        else {
-            panic!("a $ user is still an upgrade call, answered 400");
-        };
-        assert_eq!(
-            (path.user.as_str(), path.problem.is_some()),
-            ("$admin", true)
-        );
-
-        let Route::Upgrade(path) = parse("/v1.0/users('it's')/teamwork/installedApps/i/upgrade")
-        else {
-            panic!("a bad key is still an upgrade call, answered 400");
-        };
-        assert!(path.problem.is_some());
-
-        let route = parse("/v1.0/users/a/teamwork/installedApps/i/upgrades");
-        assert_eq!(
-            route,
-            Route::Other {
-                version: "v1.0".into(),
-                segment: "upgrades".into()
-            }
-        );
-        assert_eq!(
-            parse("/v1.0/users/%FF/teamwork/installedApps/i/upgrade"),
-            Route::Undecodable
-        );
-    }
-
-    async fn status_and_code(response: reqwest::Response) -> (u16, String) {
-        let status = response.status().as_u16();
-        let body = json_body(response).await;
-        (
-            status,
-            body["error"]["code"]
-                .as_str()
-                .unwrap_or_default()
-                .to_string(),
-        )
-    }
 
     #[tokio::test]
     async fn decoded_ids_are_recorded_byte_for_byte() {

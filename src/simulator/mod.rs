@@ -3,13 +3,21 @@
 //!
 //! Real Graph cannot be reached from tests, so the engine is exercised against this server.
 //! It must never be kinder than Graph: a bug that Graph would expose has to show here too.
+//! Besides the upgrade it serves the reads an audit needs (one installation, a user's
+//! installations, the app catalog) and the install, answered from a `Tenant` directory.
 
 mod auth;
+mod base64;
 mod books;
+mod catalog;
 mod cli;
 mod fleet;
 mod graph;
+mod installed;
+mod odata;
+mod path;
 mod server;
+mod tenant;
 mod throttle;
 mod wire;
 
@@ -22,6 +30,8 @@ pub use books::Books;
 pub use cli::{serve_foreground, SimulateArgs};
 pub use fleet::{Behaviour, Fleet};
 pub use server::Simulator;
+pub use tenant::{AppDefinition, CatalogApp, Installation, PublishingState, Tenant};
+pub use throttle::RequestClass;
 
 /// How a 429 (and a 503 that carries one) spells its `Retry-After` header.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -79,14 +89,20 @@ impl fmt::Display for RetryAfterForm {
 /// Everything the simulator can be told. `Default` is a calm tenant; `graph_like` a busy one.
 #[derive(Clone)]
 pub struct SimConfig {
-    /// POST upgrade calls per second the tenant bucket refills; `None` = no throttling.
+    /// POST installedApps calls (upgrades and installs) per second the write class's bucket
+    /// refills; `None` = no throttling.
     pub rate: Option<f64>,
-    /// Bucket capacity.
+    /// The write class's bucket capacity.
     pub burst: u32,
+    /// GET calls per second each read class's bucket refills (GET installedApps and GET
+    /// appCatalogs are two buckets, each at this rate); `None` = no throttling.
+    pub read_rate: Option<f64>,
+    /// Each read class's bucket capacity.
+    pub read_burst: u32,
     pub retry_after: RetryAfterForm,
     /// Floor for the announced wait (Graph often says at least a second).
     pub min_retry_after: Duration,
-    /// Uniform `min..=max` delay before answering an upgrade call that passed the throttle,
+    /// Uniform `min..=max` delay before answering a Graph call that passed the throttle,
     /// and before the token endpoint answers. 429s and 401s go out at once.
     pub latency: (Duration, Duration),
     /// Probability per call; half of the 503s carry a `Retry-After` of one second.
@@ -101,8 +117,9 @@ pub struct SimConfig {
     pub client_secret: String,
     /// Users that do not simply succeed.
     pub fleet: Fleet,
-    /// The answer for every user the fleet does not name: a tenant-wide 403 for a missing
-    /// permission, or Graph's 403 `UnknownError` during a service incident.
+    /// The answer for every user the fleet does not name, and for the catalog, which names
+    /// no user: a tenant-wide 403 for a missing permission, or Graph's 403 `UnknownError`
+    /// during a service incident.
     pub everyone: Option<Behaviour>,
     /// Refuse every token, even fresh ones (a token for the wrong tenant or audience).
     pub reject_tokens: bool,
@@ -111,6 +128,16 @@ pub struct SimConfig {
     /// the window, so it says nothing about whether the client honours `Retry-After`. Keep it
     /// small (default 50 ms), or a client that ignores the window hides inside the grace.
     pub announce_grace: Duration,
+    /// The catalog and the installations. Empty by default, which upgrades any installation.
+    pub tenant: Tenant,
+    /// Items per page of a list (installations, catalog apps).
+    pub page_size: usize,
+    /// Answer the first page of every list with no items and a next link, as Graph is known
+    /// to: a client that stops at an empty page misses everything.
+    pub empty_first_page: bool,
+    /// The app was granted only the "Self" variants of the permissions: another app's
+    /// installations are listed as none, reading one is a 403, upgrading or installing a 403.
+    pub self_permissions_only: bool,
 }
 
 impl Default for SimConfig {
@@ -131,16 +158,25 @@ impl Default for SimConfig {
             everyone: None,
             reject_tokens: false,
             announce_grace: Duration::from_millis(50),
+            read_rate: None,
+            read_burst: 30,
+            tenant: Tenant::default(),
+            page_size: 20,
+            empty_first_page: false,
+            self_permissions_only: false,
         }
     }
 }
 
 impl SimConfig {
-    /// A tenant at Graph's published limit for POST installedApps, with Graph's rough edges.
+    /// A tenant at Graph's published limits (30 per second for POST installedApps, and as
+    /// much for each of GET installedApps and GET appCatalogs), with Graph's rough edges.
     pub fn graph_like() -> Self {
         SimConfig {
             rate: Some(30.0),
             burst: 30,
+            read_rate: Some(30.0),
+            read_burst: 30,
             retry_after: RetryAfterForm::Mixed,
             latency: (Duration::from_millis(20), Duration::from_millis(120)),
             fault_503: 0.01,
@@ -152,15 +188,10 @@ impl SimConfig {
 
     /// Refuses settings the server could not honour, naming the setting.
     pub fn validate(&self) -> Result<(), SimError> {
-        if let Some(rate) = self.rate {
-            if !(rate.is_finite() && rate > 0.0) {
-                return Err(SimError::Config(format!(
-                    "rate must be above 0, not {rate}"
-                )));
-            }
-            if self.burst == 0 {
-                return Err(SimError::Config("burst must be at least 1".to_string()));
-            }
+        check_limit("rate", "burst", self.rate, self.burst)?;
+        check_limit("read-rate", "read-burst", self.read_rate, self.read_burst)?;
+        if self.page_size == 0 {
+            return Err(SimError::Config("page size must be at least 1".to_string()));
         }
         if self.latency.0 > self.latency.1 {
             return Err(SimError::Config(
@@ -198,6 +229,27 @@ impl SimConfig {
     }
 }
 
+/// A throttle line: a positive finite rate with a bucket of at least one call, or none.
+fn check_limit(
+    rate_name: &str,
+    burst_name: &str,
+    rate: Option<f64>,
+    burst: u32,
+) -> Result<(), SimError> {
+    let Some(rate) = rate else {
+        return Ok(());
+    };
+    if !(rate.is_finite() && rate > 0.0) {
+        return Err(SimError::Config(format!(
+            "{rate_name} must be above 0, not {rate}"
+        )));
+    }
+    if burst == 0 {
+        return Err(SimError::Config(format!("{burst_name} must be at least 1")));
+    }
+    Ok(())
+}
+
 // Written by hand so that the secret never reaches a log line.
 impl fmt::Debug for SimConfig {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
@@ -217,6 +269,12 @@ impl fmt::Debug for SimConfig {
             .field("everyone", &self.everyone)
             .field("reject_tokens", &self.reject_tokens)
             .field("announce_grace", &self.announce_grace)
+            .field("read_rate", &self.read_rate)
+            .field("read_burst", &self.read_burst)
+            .field("tenant", &self.tenant)
+            .field("page_size", &self.page_size)
+            .field("empty_first_page", &self.empty_first_page)
+            .field("self_permissions_only", &self.self_permissions_only)
             .finish()
     }
 }
@@ -233,6 +291,23 @@ pub enum SimError {
         line: u64,
         reason: String,
     },
+
+    #[error("cannot read tenant file {}: {source}", path.display())]
+    TenantRead {
+        path: PathBuf,
+        source: std::io::Error,
+    },
+
+    #[error("tenant file {}, line {line}, column {column}: {reason}", path.display())]
+    TenantFile {
+        path: PathBuf,
+        line: usize,
+        column: usize,
+        reason: String,
+    },
+
+    #[error("tenant file {}: {reason}", path.display())]
+    TenantEntry { path: PathBuf, reason: String },
 
     #[error("invalid simulator setting: {0}")]
     Config(String),
@@ -286,5 +361,34 @@ mod tests {
             .to_string()
             .contains("fault-drop"));
         assert!(SimConfig::graph_like().validate().is_ok());
+
+        let config = SimConfig {
+            read_rate: Some(f64::NAN),
+            ..SimConfig::default()
+        };
+        assert!(config
+            .validate()
+            .unwrap_err()
+            .to_string()
+            .contains("read-rate"));
+        let config = SimConfig {
+            read_rate: Some(1.0),
+            read_burst: 0,
+            ..SimConfig::default()
+        };
+        assert!(config
+            .validate()
+            .unwrap_err()
+            .to_string()
+            .contains("read-burst"));
+        let config = SimConfig {
+            page_size: 0,
+            ..SimConfig::default()
+        };
+        assert!(config
+            .validate()
+            .unwrap_err()
+            .to_string()
+            .contains("page size"));
     }
 }

@@ -15,7 +15,8 @@ use tokio::sync::oneshot;
 use tokio::task::JoinHandle;
 
 use super::auth::{self, TokenStore};
-use super::throttle::Throttle;
+use super::tenant::{Lookup, Tenant};
+use super::throttle::{RequestClass, Throttles};
 use super::{graph, wire, Books, SimConfig};
 
 /// Everything the handlers share. Each lock is held for a few instructions, never across
@@ -25,8 +26,10 @@ pub(crate) struct Shared {
     /// `http://127.0.0.1:PORT`.
     pub(crate) root: String,
     pub(crate) books: Mutex<Books>,
-    pub(crate) throttle: Mutex<Throttle>,
+    pub(crate) throttle: Mutex<Throttles>,
     pub(crate) tokens: Mutex<TokenStore>,
+    /// The directory as upgrades and installs have changed it; `config.tenant` is the start.
+    pub(crate) tenant: Mutex<Tenant>,
 }
 
 impl Shared {
@@ -71,7 +74,8 @@ impl Simulator {
         let addr = listener.local_addr()?;
 
         let shared = Arc::new(Shared {
-            throttle: Mutex::new(Throttle::new(&config, Instant::now())),
+            throttle: Mutex::new(Throttles::new(&config, Instant::now())),
+            tenant: Mutex::new(config.tenant.clone()),
             config,
             root: format!("http://{addr}"),
             books: Mutex::new(Books::default()),
@@ -115,19 +119,44 @@ impl Simulator {
         lock(&self.shared.books).clone()
     }
 
-    /// Moves the throttle line while running; `None` stops throttling.
+    /// Moves the write class's throttle line (upgrades and installs) while running; `None`
+    /// stops throttling it.
     ///
     /// # Panics
     ///
     /// If the rate is not a positive finite number.
     pub fn set_rate(&self, rate: Option<f64>) {
+        self.set_class_rate(RequestClass::InstalledAppsWrite, rate);
+    }
+
+    /// Moves one request class's throttle line while running; `None` stops throttling it.
+    /// The two read classes are separate: moving one leaves the other where it was.
+    ///
+    /// # Panics
+    ///
+    /// If the rate is not a positive finite number.
+    pub fn set_class_rate(&self, class: RequestClass, rate: Option<f64>) {
         if let Some(r) = rate {
             assert!(
                 r.is_finite() && r > 0.0,
                 "simulator rate must be above 0, not {r}"
             );
         }
-        lock(&self.shared.throttle).set_rate(rate, Instant::now());
+        lock(&self.shared.throttle).set_rate(class, rate, Instant::now());
+    }
+
+    /// The version a user's installation is at now, if the tenant holds that installation
+    /// for that user (user in any case, installation id exactly).
+    pub fn installed_version(&self, user: &str, installation: &str) -> Option<String> {
+        match lock(&self.shared.tenant).lookup(user, installation) {
+            Lookup::Mine(found) => Some(found.version.clone()),
+            Lookup::Foreign | Lookup::Unknown => None,
+        }
+    }
+
+    /// A snapshot of the tenant directory as upgrades and installs have left it.
+    pub fn tenant(&self) -> Tenant {
+        lock(&self.shared.tenant).clone()
     }
 
     /// Stops accepting, lets requests in flight finish (for at most two seconds), and returns.
@@ -214,6 +243,32 @@ pub(crate) mod tests {
         )
     }
 
+    /// A user's installedApps URL, user percent-encoded, `tail` (`/{id}` or `?…`) as given.
+    pub(crate) fn apps_url(sim: &Simulator, user: &str, tail: &str) -> String {
+        let user = utf8_percent_encode(user, SEGMENT).to_string();
+        format!(
+            "{}/v1.0/users/{user}/teamwork/installedApps{tail}",
+            sim.url()
+        )
+    }
+
+    /// One installation's URL, both ids percent-encoded.
+    pub(crate) fn installation_url(sim: &Simulator, user: &str, installation: &str) -> String {
+        let installation = utf8_percent_encode(installation, SEGMENT).to_string();
+        apps_url(sim, user, &format!("/{installation}"))
+    }
+
+    /// One GET with a bearer token and a fresh client-request-id.
+    pub(crate) async fn graph_get(url: &str, token: &str) -> reqwest::Response {
+        client()
+            .get(url)
+            .bearer_auth(token)
+            .header("client-request-id", uuid::Uuid::new_v4().to_string())
+            .send()
+            .await
+            .unwrap()
+    }
+
     /// One upgrade attempt, with a bearer token and a fresh client-request-id.
     pub(crate) async fn graph_post(url: &str, token: &str) -> reqwest::Response {
         client()
@@ -227,6 +282,14 @@ pub(crate) mod tests {
 
     pub(crate) async fn json_body(response: reqwest::Response) -> serde_json::Value {
         serde_json::from_str(&response.text().await.unwrap()).unwrap()
+    }
+
+    /// The status and the Graph error code of a response (empty when it has none).
+    pub(crate) async fn status_and_code(response: reqwest::Response) -> (u16, String) {
+        let status = response.status().as_u16();
+        let body = json_body(response).await;
+        let code = body["error"]["code"].as_str().unwrap_or_default();
+        (status, code.to_string())
     }
 
     #[tokio::test]

@@ -1,5 +1,5 @@
-//! The tenant's throttle for the POST-installedApps class: one token bucket shared by all
-//! callers, and the `Retry-After` window the server announced and now enforces.
+//! The tenant's throttles, one per request class Graph budgets separately: for each, a token
+//! bucket shared by all callers and the `Retry-After` window it announced and now enforces.
 
 use std::collections::VecDeque;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
@@ -20,6 +20,69 @@ pub(crate) const MAX_WAIT: Duration = Duration::from_secs(86_400);
 /// Floating-point slack, so a client that waited exactly as told is never refused for 1e-16 of
 /// a token.
 const EPSILON: f64 = 1e-9;
+
+/// The request classes Graph budgets separately, each with its own bucket and window.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub enum RequestClass {
+    /// POST installedApps: upgrades and installs (`SimConfig::rate`, `burst`).
+    InstalledAppsWrite,
+    /// GET installedApps, one installation or a list (`SimConfig::read_rate`, `read_burst`).
+    InstalledAppsRead,
+    /// GET appCatalogs (`SimConfig::read_rate`, `read_burst`, in a bucket of its own).
+    CatalogRead,
+}
+
+impl RequestClass {
+    pub const ALL: [RequestClass; 3] = [
+        RequestClass::InstalledAppsWrite,
+        RequestClass::InstalledAppsRead,
+        RequestClass::CatalogRead,
+    ];
+
+    /// The key in `Books::throttled_by_class`.
+    pub fn name(self) -> &'static str {
+        match self {
+            RequestClass::InstalledAppsWrite => "installed_apps_write",
+            RequestClass::InstalledAppsRead => "installed_apps_read",
+            RequestClass::CatalogRead => "catalog_read",
+        }
+    }
+
+    fn index(self) -> usize {
+        self as usize
+    }
+}
+
+/// One throttle per request class.
+pub(crate) struct Throttles {
+    classes: [Throttle; 3],
+}
+
+impl Throttles {
+    pub(crate) fn new(config: &super::SimConfig, now: Instant) -> Self {
+        let read = || Throttle::with_limit(config, config.read_rate, config.read_burst, now);
+        Throttles {
+            classes: [Throttle::new(config, now), read(), read()],
+        }
+    }
+
+    /// Decides one call of a class; the other classes' buckets and windows are not touched.
+    pub(crate) fn check(&mut self, class: RequestClass, now: Instant, wall: SystemTime) -> Verdict {
+        self.classes[class.index()].check(now, wall)
+    }
+
+    pub(crate) fn set_rate(&mut self, class: RequestClass, rate: Option<f64>, now: Instant) {
+        self.classes[class.index()].set_rate(rate, now);
+    }
+
+    pub(crate) fn retry_after_for_503(
+        &self,
+        class: RequestClass,
+        wall: SystemTime,
+    ) -> Option<String> {
+        self.classes[class.index()].retry_after_for_503(wall)
+    }
+}
 
 /// What the throttle decided for one call.
 #[derive(Debug, PartialEq, Eq)]
@@ -42,7 +105,7 @@ struct Announcement {
     end: Instant,
 }
 
-/// The bucket and the window: one per simulator, behind a mutex.
+/// The bucket and the window of one request class.
 pub(crate) struct Throttle {
     rate: Option<f64>,
     burst: f64,
@@ -61,11 +124,17 @@ pub(crate) struct Throttle {
 }
 
 impl Throttle {
+    /// The write class's throttle: `SimConfig::rate` and `burst`.
     pub(crate) fn new(config: &super::SimConfig, now: Instant) -> Self {
+        Throttle::with_limit(config, config.rate, config.burst, now)
+    }
+
+    /// A throttle with its own line, and the `Retry-After` habits of the config.
+    fn with_limit(config: &super::SimConfig, rate: Option<f64>, burst: u32, now: Instant) -> Self {
         Throttle {
-            rate: config.rate,
-            burst: f64::from(config.burst),
-            tokens: f64::from(config.burst),
+            rate,
+            burst: f64::from(burst),
+            tokens: f64::from(burst),
             refilled_at: now,
             form: config.retry_after,
             mixed_turn: 0,
@@ -76,7 +145,7 @@ impl Throttle {
         }
     }
 
-    /// Decides one upgrade call arriving at `now` (`wall` is the same moment on the wall clock).
+    /// Decides one call arriving at `now` (`wall` is the same moment on the wall clock).
     pub(crate) fn check(&mut self, now: Instant, wall: SystemTime) -> Verdict {
         let Some(rate) = self.rate else {
             return Verdict::Pass;
@@ -375,10 +444,41 @@ mod tests {
         assert_eq!(t.retry_after_for_503(wall()), None);
     }
 
+    #[test]
+    fn each_class_has_its_own_bucket() {
+        let config = SimConfig {
+            rate: Some(1.0),
+            burst: 1,
+            read_rate: Some(1.0),
+            read_burst: 2,
+            retry_after: RetryAfterForm::Decimal,
+            ..SimConfig::default()
+        };
+        let now = Instant::now();
+        let mut t = Throttles::new(&config, now);
+        let mut check = |class| t.check(class, now, wall()) == Verdict::Pass;
+
+        assert!(check(RequestClass::InstalledAppsWrite));
+        assert!(!check(RequestClass::InstalledAppsWrite));
+        for class in [RequestClass::InstalledAppsRead, RequestClass::CatalogRead] {
+            assert!(check(class) && check(class), "{class:?}");
+            assert!(!check(class), "{class:?}");
+        }
+    }
+
+    #[test]
+    fn class_names_are_distinct() {
+        let names: std::collections::HashSet<&str> =
+            RequestClass::ALL.iter().map(|c| c.name()).collect();
+        assert_eq!(names.len(), 3);
+    }
+
     /// The same rules seen from a client over loopback HTTP.
     mod over_http {
         use super::*;
-        use crate::simulator::server::tests::{graph_post, upgrade_url};
+        use crate::simulator::server::tests::{
+            apps_url, graph_get, graph_post, installation_url, upgrade_url,
+        };
         use crate::simulator::Simulator;
 
         async fn start(config: SimConfig) -> (Simulator, String) {
@@ -555,6 +655,102 @@ mod tests {
                 second >= first + 1.0 - elapsed,
                 "{first} then {second} within {elapsed}"
             );
+        }
+
+        async fn status(response: reqwest::Response) -> u16 {
+            response.status().as_u16()
+        }
+
+        /// A rate so low that no token comes back while a test runs, however slow the machine.
+        const NEVER: f64 = 0.001;
+
+        #[tokio::test]
+        async fn exhausting_the_write_bucket_leaves_reads_passing() {
+            let (sim, token) = start(config(NEVER, RetryAfterForm::Seconds)).await;
+            assert_eq!(call(&sim, &token).await.0, 204);
+            let (status_code, retry_after) = call(&sim, &token).await;
+            assert_eq!(status_code, 429);
+            assert!(seconds(retry_after) > 60.0);
+
+            let catalog = format!("{}/v1.0/appCatalogs/teamsApps", sim.url());
+            assert_eq!(
+                status(graph_get(&apps_url(&sim, "a@x", ""), &token).await).await,
+                200
+            );
+            assert_eq!(status(graph_get(&catalog, &token).await).await, 200);
+            let one = installation_url(&sim, "a@x", "unknown");
+            assert_eq!(status(graph_get(&one, &token).await).await, 404);
+
+            // An install spends the write budget, like the upgrade.
+            let install = graph_post(&apps_url(&sim, "a@x", ""), &token).await;
+            assert_eq!(status(install).await, 429);
+
+            let books = sim.books();
+            assert_eq!(books.throttled_for(RequestClass::InstalledAppsWrite), 2);
+            assert_eq!(books.throttled_for(RequestClass::InstalledAppsRead), 0);
+            assert_eq!(books.throttled_for(RequestClass::CatalogRead), 0);
+            assert_eq!(books.throttled, 2);
+        }
+
+        #[tokio::test]
+        async fn each_read_class_has_its_own_bucket_and_window() {
+            let config = SimConfig {
+                read_rate: Some(NEVER),
+                read_burst: 1,
+                announce_grace: Duration::ZERO,
+                retry_after: RetryAfterForm::Seconds,
+                ..SimConfig::default()
+            };
+            let (sim, token) = start(config).await;
+            let list = apps_url(&sim, "a@x", "");
+            let one = installation_url(&sim, "a@x", "i");
+            let catalog = format!("{}/v1.0/appCatalogs/teamsApps", sim.url());
+
+            assert_eq!(status(graph_get(&list, &token).await).await, 200);
+            assert_eq!(status(graph_get(&list, &token).await).await, 429);
+            // The same class: inside the window it opened, so counted as ignoring it.
+            assert_eq!(status(graph_get(&one, &token).await).await, 429);
+
+            assert_eq!(status(graph_get(&catalog, &token).await).await, 200);
+            let refused = graph_get(&catalog, &token).await;
+            let retry_after = refused.headers()["retry-after"].to_str().unwrap();
+            assert!(seconds(Some(retry_after.to_string())) > 60.0);
+            assert_eq!(status(refused).await, 429);
+            assert_eq!(status(graph_get(&catalog, &token).await).await, 429);
+
+            assert_eq!(call(&sim, &token).await.0, 204);
+            let books = sim.books();
+            assert_eq!(books.throttled_for(RequestClass::InstalledAppsRead), 2);
+            assert_eq!(books.throttled_for(RequestClass::CatalogRead), 2);
+            assert_eq!(books.throttled_for(RequestClass::InstalledAppsWrite), 0);
+            assert_eq!((books.throttled, books.calls_in_window), (4, 2));
+            assert_eq!(
+                (books.installed_app_lists, books.installed_app_reads),
+                (2, 1)
+            );
+            assert_eq!(books.catalog_reads, 3);
+        }
+
+        #[tokio::test]
+        async fn set_class_rate_moves_one_class_only() {
+            let config = SimConfig {
+                read_burst: 1,
+                ..SimConfig::default()
+            };
+            let (sim, token) = start(config).await;
+            let catalog = format!("{}/v1.0/appCatalogs/teamsApps", sim.url());
+            sim.set_class_rate(RequestClass::CatalogRead, Some(NEVER));
+
+            assert_eq!(status(graph_get(&catalog, &token).await).await, 200);
+            assert_eq!(status(graph_get(&catalog, &token).await).await, 429);
+            for _ in 0..3 {
+                let list = graph_get(&apps_url(&sim, "a@x", ""), &token).await;
+                assert_eq!(status(list).await, 200);
+            }
+            assert_eq!(call(&sim, &token).await.0, 204);
+
+            sim.set_class_rate(RequestClass::CatalogRead, None);
+            assert_eq!(status(graph_get(&catalog, &token).await).await, 200);
         }
 
         #[tokio::test]
