@@ -118,9 +118,10 @@ impl fmt::Display for CheckReport {
         }
         writeln!(
             f,
-            "`fleetup run` would send the {} valid rows and report the others as \
+            "`fleetup run` would send {} of the {} rows and report the others as \
              invalid_input or duplicate.",
-            self.valid
+            self.valid,
+            self.rows()
         )
     }
 }

@@ -56,7 +56,12 @@ impl Seen {
     /// case.
     fn fingerprint(&mut self, user: &str, installation: &str) -> Fingerprint {
         self.lower.clear();
-        self.lower.extend(user.chars().flat_map(char::to_lowercase));
+        if user.is_ascii() {
+            self.lower.push_str(user);
+            self.lower.make_ascii_lowercase();
+        } else {
+            self.lower.extend(user.chars().flat_map(char::to_lowercase));
+        }
         let [a, b] = self.keys.each_ref().map(|key| {
             let mut hasher = key.build_hasher();
             hasher.write(self.lower.as_bytes());

@@ -35,7 +35,8 @@ pub enum InputError {
     Empty { path: PathBuf },
     #[error(
         "{path}: the first line holds NUL bytes, so the file is UTF-16 without a byte-order \
-         mark, or not text. Save it from Excel as \"CSV UTF-8 (Comma delimited)\" and run again."
+         mark, or not text at all (an .xlsx workbook, say). Save it from Excel as \
+         \"CSV UTF-8 (Comma delimited)\" and run again."
     )]
     NotText { path: PathBuf },
     #[error(
@@ -107,7 +108,8 @@ pub struct Row {
     pub duplicate_of: Option<u64>,
 }
 
-type Source = Tracked<std::io::Chain<Cursor<Vec<u8>>, BufReader<Text>>>;
+/// The start of the file, read to sniff the delimiter, then the rest.
+type Chained = std::io::Chain<Cursor<Vec<u8>>, BufReader<Text>>;
 
 /// A streaming reader over the data rows of an input file.
 pub struct InputFile {
@@ -184,34 +186,37 @@ impl InputFile {
         let user = validate::field(&self.record, user_column, Field::User);
         let installation = validate::field(&self.record, installation_column, Field::Installation);
 
-        if let (Ok(user), Ok(installation)) = (user, installation) {
-            let seen = self.seen.as_mut();
-            return Row {
-                line,
-                duplicate_of: seen.and_then(|s| s.first_line(user, installation, line)),
-                user: user.to_owned(),
-                installation: installation.to_owned(),
-                problem: None,
-            };
-        }
+        let (user, installation) = match (user, installation) {
+            (Ok(user), Ok(installation)) => (user, installation),
+            (user, installation) => {
+                return Row {
+                    line,
+                    user: lossy(&self.record, user_column),
+                    installation: lossy(&self.record, installation_column),
+                    problem: user.err().or(installation.err()),
+                    duplicate_of: None,
+                }
+            }
+        };
+        let seen = self.seen.as_mut();
         Row {
             line,
-            user: lossy(&self.record, user_column),
-            installation: lossy(&self.record, installation_column),
-            problem: user.err().or(installation.err()),
-            duplicate_of: None,
+            duplicate_of: seen.and_then(|s| s.first_line(user, installation, line)),
+            user: user.to_owned(),
+            installation: installation.to_owned(),
+            problem: None,
         }
     }
 }
 
 /// The CSV reader, with true line numbers and a bound on each record.
 struct Records {
-    reader: csv::Reader<Source>,
+    reader: csv::Reader<Tracked<Chained>>,
     tracker: Tracker,
 }
 
 impl Records {
-    fn new(text: std::io::Chain<Cursor<Vec<u8>>, BufReader<Text>>, delimiter: u8) -> Records {
+    fn new(text: Chained, delimiter: u8) -> Records {
         let (source, tracker) = Tracked::new(text);
         let reader = csv::ReaderBuilder::new()
             .has_headers(false)
@@ -271,9 +276,9 @@ pub fn count_rows(path: &Path, delimiter: Option<u8>) -> Result<u64, InputError>
     Ok(count)
 }
 
-/// Read up to the end of the first line that is not blank, and return all
-/// bytes read (to be read again by the CSV reader, so line numbers stay
-/// true) with that line alone.
+/// Read up to the end of the first line that is not blank (within
+/// `SNIFF_LIMIT`), and return all bytes read, to be read again by the CSV
+/// reader so that line numbers stay true, with that line alone.
 fn first_line(text: &mut impl BufRead) -> std::io::Result<(Vec<u8>, Vec<u8>)> {
     let mut start = Vec::new();
     loop {
@@ -283,7 +288,8 @@ fn first_line(text: &mut impl BufRead) -> std::io::Result<(Vec<u8>, Vec<u8>)> {
             .take(SNIFF_LIMIT)
             .read_until(b'\n', &mut start)?;
         let line = &start[from..];
-        if read == 0 || !line.iter().all(u8::is_ascii_whitespace) {
+        let blank = line.iter().all(u8::is_ascii_whitespace);
+        if read == 0 || !blank || start.len() as u64 >= SNIFF_LIMIT {
             let line = line.to_vec();
             return Ok((start, line));
         }

@@ -182,17 +182,25 @@ async fn utf16_without_a_byte_order_mark_is_refused_before_any_call() {
     assert_eq!(harness.sim.books().upgrade_calls, 0);
 }
 
-#[tokio::test]
-async fn a_pipe_file_is_read_with_a_forced_delimiter() {
-    let harness = Harness::start(SimConfig::default()).await;
-    // More commas than pipes in the header: only --delimiter gets it right
-    // when the header names are not recognised either way.
-    let mut text = String::from("user_id|installation_id|a,b,c,d\n");
+/// A `|` file whose header also splits into both columns on `,` (its last
+/// name holds commas): a tie goes to the comma, so only `--delimiter` reads
+/// it right.
+fn pipe_file() -> String {
+    let mut text = String::from("upn|installationId|notes,user,installation\n");
     for (user, installation) in ODD_PAIRS {
         text.push_str(&csv_line(&[user, installation, "x"], b'|'));
     }
+    text
+}
+
+#[tokio::test]
+async fn a_pipe_file_is_read_with_a_forced_delimiter() {
+    let harness = Harness::start(SimConfig::default()).await;
+    let text = pipe_file();
     let input = write(&harness, "pipes.csv", text.as_bytes());
 
+    let guessed = check(&input, &[]);
+    assert_eq!(guessed.code, Some(1), "{}", guessed.stdout);
     let checked = check(&input, &["--delimiter", "|"]);
     assert_eq!(
         checked.code,
@@ -492,4 +500,42 @@ proptest! {
         }
         prop_assert!(input.next_row().is_none());
     }
+}
+
+#[tokio::test]
+async fn run_takes_the_delimiter_from_the_command_line() {
+    let harness = Harness::start(SimConfig::default()).await;
+    let input = write(&harness, "pipes.csv", pipe_file().as_bytes());
+    let report = harness.report_path();
+    let args: Vec<String> = [
+        "run",
+        input.to_str().unwrap(),
+        "--delimiter",
+        "|",
+        "--graph-url",
+        &harness.sim.url(),
+        "--report",
+        report.to_str().unwrap(),
+        "--no-progress",
+    ]
+    .map(String::from)
+    .into();
+    let token = harness.sim.mint_token(std::time::Duration::from_secs(60));
+
+    // The simulator answers on this test's runtime: wait off it.
+    let output = tokio::task::spawn_blocking(move || {
+        Command::new(env!("CARGO_BIN_EXE_fleetup"))
+            .args(&args)
+            .env("GRAPH_TOKEN", token)
+            .env_remove("FLEETUP_CLIENT_SECRET")
+            .env_remove("RUST_LOG")
+            .output()
+            .expect("the binary runs")
+    })
+    .await
+    .unwrap();
+
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert_eq!(output.status.code(), Some(0), "{stderr}");
+    assert_sent_exactly(&harness, ODD_PAIRS);
 }
