@@ -80,6 +80,7 @@ fn config(input: &Path, report: PathBuf, root: &str, token: String, rate: f64) -
         resume: false,
         retry_failed: false,
         breaker: 50,
+        mode: Default::default(),
     }
 }
 

@@ -1,5 +1,6 @@
 //! The circuit breaker: when the same failure that is not about one user
-//! hits many rows in a row, the run stops instead of burning the fleet.
+//! hits many rows in a row, the run stops instead of burning the fleet. And
+//! its kin for `--app-id`: a fleet where Graph shows nobody the app.
 
 use crate::report::{Outcome, RowResult};
 
@@ -25,16 +26,18 @@ impl Breaker {
     /// streak reaches the threshold.
     pub fn observe(&mut self, row: &RowResult) -> Option<String> {
         let signature = match row.outcome {
-            Outcome::Upgraded => {
+            Outcome::Upgraded | Outcome::UpToDate | Outcome::Installed | Outcome::WouldUpgrade => {
                 self.streak = 0;
                 self.signature = None;
                 return None;
             }
             // Per-user answers, pacing, and rows never sent say nothing
             // about the tenant as a whole.
-            Outcome::NotFound | Outcome::Throttled | Outcome::InvalidInput | Outcome::Duplicate => {
-                return None
-            }
+            Outcome::NotFound
+            | Outcome::NotInstalled
+            | Outcome::Throttled
+            | Outcome::InvalidInput
+            | Outcome::Duplicate => return None,
             Outcome::Forbidden | Outcome::Unauthorized | Outcome::Rejected | Outcome::Failed => {
                 signature_of(row)
             }
@@ -56,6 +59,94 @@ impl Breaker {
             self.signature.as_deref().unwrap_or_default(),
             hint(row)
         ))
+    }
+}
+
+/// With only the "Self" permissions, Graph lists no installation of any
+/// other app, so every user looks as if they lacked it. Until a row shows an
+/// installation, rows that ended `not_installed` are held back; when
+/// `threshold` of them pile up, the run stops and they are dropped, to be
+/// read again by the resume once the permission is fixed.
+pub struct EmptyLists {
+    threshold: usize,
+    app_id: String,
+    permissions: &'static str,
+    held: Vec<RowResult>,
+    state: Guard,
+}
+
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Guard {
+    /// No row has shown an installation yet.
+    Watching,
+    /// One has, or the guard was never armed: every row passes.
+    Passing,
+    /// The pattern showed and the run stops: rows still finishing that
+    /// list nothing are dropped too.
+    Opened,
+}
+
+impl EmptyLists {
+    /// A guard for a run looking up `app_id` (none: nothing to guard);
+    /// `threshold` 0 never opens.
+    pub fn new(app_id: Option<&str>, threshold: u32, permissions: &'static str) -> EmptyLists {
+        EmptyLists {
+            threshold: threshold as usize,
+            app_id: app_id.unwrap_or_default().to_owned(),
+            permissions,
+            held: Vec::new(),
+            state: match app_id.is_none() || threshold == 0 {
+                true => Guard::Passing,
+                false => Guard::Watching,
+            },
+        }
+    }
+
+    /// Take a finished row; returns the rows that may be written now and,
+    /// once the pattern shows, why the run should stop.
+    pub fn observe(&mut self, row: RowResult) -> (Vec<RowResult>, Option<String>) {
+        let lacking = row.outcome == Outcome::NotInstalled;
+        match self.state {
+            Guard::Passing => return (vec![row], None),
+            Guard::Opened if lacking => return (Vec::new(), None),
+            Guard::Opened => return (vec![row], None),
+            Guard::Watching => {}
+        }
+        if lacking {
+            self.held.push(row);
+            if self.held.len() < self.threshold {
+                return (Vec::new(), None);
+            }
+            self.held.clear();
+            self.state = Guard::Opened;
+            return (Vec::new(), Some(self.why()));
+        }
+        let shows_one = !row.installation.is_empty() || row.outcome == Outcome::Installed;
+        if !shows_one {
+            return (vec![row], None);
+        }
+        self.state = Guard::Passing;
+        let mut rows = std::mem::take(&mut self.held);
+        rows.push(row);
+        (rows, None)
+    }
+
+    /// The rows still held when the run ends for another reason.
+    pub fn release(&mut self) -> Vec<RowResult> {
+        std::mem::take(&mut self.held)
+    }
+
+    fn why(&self) -> String {
+        format!(
+            "the first {} users all list no installation of app {}. That is what Graph shows \
+             an app granted only the \"Self\" permissions (such as \
+             TeamsAppInstallation.ReadWriteSelfForUser.All): other apps' installations are \
+             hidden from it. Grant the application permission {} with admin consent, then \
+             resume; those rows were not written to the report. If the app really is \
+             installed for none of them, resume with --install-missing, or with --breaker 0 \
+             to report them not_installed.",
+            self.threshold, self.app_id, self.permissions
+        )
     }
 }
 
@@ -85,22 +176,63 @@ fn hint(row: &RowResult) -> &'static str {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use std::time::Duration;
 
     fn row(outcome: Outcome, status: Option<u16>, message: &str) -> RowResult {
-        RowResult {
-            line: 2,
-            user: "u".into(),
-            installation: "i".into(),
-            outcome,
-            http_status: status,
-            attempts: 1,
-            elapsed: Duration::ZERO,
-            request_id: None,
-            client_request_id: None,
-            error_code: Some("Forbidden".into()),
-            error_message: Some(message.into()),
+        let mut row = RowResult::new(2, "u".into(), "i".into());
+        row.outcome = outcome;
+        row.http_status = status;
+        row.attempts = 1;
+        row.error_code = Some("Forbidden".into());
+        row.error_message = Some(message.into());
+        row
+    }
+
+    fn looked_up(outcome: Outcome, installation: &str) -> RowResult {
+        let mut row = row(outcome, Some(200), "");
+        row.installation = installation.into();
+        row
+    }
+
+    #[test]
+    fn empty_lists_for_every_user_stop_the_run_and_drop_the_rows() {
+        let mut guard = EmptyLists::new(Some("app"), 3, "P");
+        let lacking = looked_up(Outcome::NotInstalled, "");
+        assert_eq!(guard.observe(lacking.clone()), (vec![], None));
+        let gone = looked_up(Outcome::NotFound, "");
+        assert_eq!(
+            guard.observe(gone.clone()).0,
+            std::slice::from_ref(&gone),
+            "per-user answers pass"
+        );
+        assert_eq!(guard.observe(lacking.clone()), (vec![], None));
+        let (written, why) = guard.observe(lacking.clone());
+        assert!(written.is_empty());
+        assert!(why.unwrap().contains("\"Self\" permissions"));
+        assert!(guard.release().is_empty());
+        let late = guard.observe(lacking.clone());
+        assert_eq!(
+            late,
+            (vec![], None),
+            "rows still in flight are dropped, once told"
+        );
+        assert_eq!(guard.observe(gone.clone()).0, [gone]);
+    }
+
+    #[test]
+    fn one_installation_seen_releases_the_held_rows() {
+        let mut guard = EmptyLists::new(Some("app"), 3, "P");
+        let lacking = looked_up(Outcome::NotInstalled, "");
+        guard.observe(lacking.clone());
+        let found = looked_up(Outcome::Upgraded, "abc=");
+        let (written, why) = guard.observe(found.clone());
+        assert_eq!((written, why), (vec![lacking.clone(), found], None));
+        for _ in 0..5 {
+            assert_eq!(guard.observe(lacking.clone()).0.len(), 1);
         }
+        let mut unarmed = EmptyLists::new(None, 3, "P");
+        assert_eq!(unarmed.observe(lacking.clone()).0.len(), 1);
+        let mut never = EmptyLists::new(Some("app"), 0, "P");
+        assert_eq!(never.observe(lacking).0.len(), 1);
     }
 
     #[test]

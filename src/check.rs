@@ -4,7 +4,7 @@
 use std::fmt;
 use std::path::{Path, PathBuf};
 
-use crate::input::{describe_delimiter, InputError, InputFile, Layout};
+use crate::input::{describe_delimiter, InputError, InputFile, Layout, Needs};
 
 /// Problems listed in full; the rest are only counted.
 const SHOWN: usize = 10;
@@ -40,8 +40,8 @@ impl CheckReport {
 
 /// Read every row of `input` through the same validation as `run`. An
 /// `Err` is a file-level problem that would stop `run` before any call.
-pub fn check(input: &Path, delimiter: Option<u8>) -> Result<CheckReport, InputError> {
-    let mut file = InputFile::open(input, delimiter)?;
+pub fn check(input: &Path, delimiter: Option<u8>, needs: Needs) -> Result<CheckReport, InputError> {
+    let mut file = InputFile::open_for(input, delimiter, needs)?;
     let mut report = CheckReport {
         path: input.to_owned(),
         layout: file.layout().clone(),
@@ -86,11 +86,14 @@ impl fmt::Display for CheckReport {
             "  user          column {} {:?}",
             layout.user.number, layout.user.name
         )?;
-        writeln!(
-            f,
-            "  installation  column {} {:?}",
-            layout.installation.number, layout.installation.name
-        )?;
+        match &layout.installation {
+            Some(column) => writeln!(
+                f,
+                "  installation  column {} {:?}",
+                column.number, column.name
+            )?,
+            None => writeln!(f, "  installation  looked up by --app-id")?,
+        }
         writeln!(
             f,
             "  rows          {}: {} valid, {} invalid, {} duplicate",
@@ -134,7 +137,7 @@ mod tests {
     fn checked(content: &[u8]) -> CheckReport {
         let mut file = tempfile::NamedTempFile::new().unwrap();
         file.write_all(content).unwrap();
-        check(file.path(), None).unwrap()
+        check(file.path(), None, Needs::UserAndInstallation).unwrap()
     }
 
     #[test]
@@ -165,6 +168,21 @@ mod tests {
         assert_eq!(report.invalid, 25);
         assert_eq!(report.problems.len(), SHOWN);
         assert!(report.to_string().contains("and 15 more"), "{report}");
+    }
+
+    #[test]
+    fn a_list_of_users_is_enough_when_the_app_id_is_given() {
+        let mut file = tempfile::NamedTempFile::new().unwrap();
+        file.write_all(b"userPrincipalName\na@x\nb@x\nA@X\n")
+            .unwrap();
+        let report = check(file.path(), None, Needs::User).unwrap();
+        assert_eq!((report.valid, report.duplicate), (2, 1));
+        assert!(
+            report.to_string().contains("looked up by --app-id"),
+            "{report}"
+        );
+        let both = check(file.path(), None, Needs::UserAndInstallation);
+        assert!(both.is_err(), "a one-column file needs --app-id");
     }
 
     #[test]

@@ -49,6 +49,9 @@ pub struct RunArgs {
     pub delimiter: Option<u8>,
 
     #[command(flatten)]
+    pub mode: ModeArgs,
+
+    #[command(flatten)]
     pub graph: GraphArgs,
 
     #[command(flatten)]
@@ -56,6 +59,29 @@ pub struct RunArgs {
 
     #[command(flatten)]
     pub journal: JournalArgs,
+}
+
+/// What is done to each row: upgrade it, audit it, or find it first.
+#[derive(Debug, Default, Args)]
+pub struct ModeArgs {
+    /// Write nothing: read each installation's version and the app's newest
+    /// published version, and report would_upgrade or up_to_date.
+    #[arg(long)]
+    pub dry_run: bool,
+
+    /// Read each installation's version first and upgrade only the users who
+    /// are behind; the others are reported up_to_date.
+    #[arg(long)]
+    pub only_outdated: bool,
+
+    /// The app's catalog id (a GUID): the input needs only a user column, and
+    /// each user's installation of this app is looked up.
+    #[arg(long, value_name = "APP")]
+    pub app_id: Option<String>,
+
+    /// With --app-id: install the app for users who lack it.
+    #[arg(long, requires = "app_id", conflicts_with = "dry_run")]
+    pub install_missing: bool,
 }
 
 /// Resuming, and stopping early.
@@ -86,6 +112,10 @@ pub struct CheckArgs {
     /// from the header line]
     #[arg(long, value_parser = crate::input::parse_delimiter)]
     pub delimiter: Option<u8>,
+
+    /// Check the input as `run --app-id` reads it: a user column is enough.
+    #[arg(long, value_name = "APP")]
+    pub app_id: Option<String>,
 }
 
 /// How to reach Graph and how hard to push it.
@@ -162,6 +192,11 @@ pub struct DemoArgs {
     /// Do not draw the progress bar.
     #[arg(long)]
     pub no_progress: bool,
+
+    /// --dry-run, --only-outdated, --app-id and --install-missing, as for
+    /// `run` (the demo app's id is 5d1ab7e8-0b4e-4a1f-9c1e-0c2a8f1c9e11).
+    #[command(flatten)]
+    pub mode: ModeArgs,
 }
 
 /// A duration as people write it: `30s`, `1m`, `500ms`.

@@ -5,8 +5,9 @@ use std::path::{Path, PathBuf};
 use std::time::{Duration, SystemTime};
 
 use crate::auth::{Credentials, Secret};
-use crate::cli::{AuthArgs, GraphArgs, JournalArgs};
+use crate::cli::{AuthArgs, GraphArgs, JournalArgs, ModeArgs};
 use crate::graph::GraphTarget;
+use crate::input::{looks_like_guid, Needs};
 use crate::retry::Backoff;
 
 /// Environment variable holding a bearer token.
@@ -49,6 +50,78 @@ pub struct RunConfig {
     pub retry_failed: bool,
     /// Identical failures in a row that stop the run (0: never).
     pub breaker: u32,
+    pub mode: Mode,
+}
+
+/// What is done to each row, checked.
+#[derive(Clone, Debug, Default)]
+pub struct Mode {
+    /// No writes: only read versions and report.
+    pub dry_run: bool,
+    /// Read the version first; upgrade only when behind.
+    pub only_outdated: bool,
+    /// Look each user's installation of this catalog app up.
+    pub app_id: Option<String>,
+    /// With `app_id`: install the app where it is missing.
+    pub install_missing: bool,
+}
+
+impl Mode {
+    /// Whether each row's installed version is compared with the newest.
+    pub fn checks_version(&self) -> bool {
+        self.dry_run || self.only_outdated
+    }
+
+    /// The application permissions this mode needs, as the admin grants them.
+    pub fn permissions(&self) -> &'static str {
+        match (self.dry_run, self.checks_version()) {
+            (true, _) => "TeamsAppInstallation.ReadForUser.All and AppCatalog.Read.All",
+            (false, true) => "TeamsAppInstallation.ReadWriteForUser.All and AppCatalog.Read.All",
+            (false, false) => "TeamsAppInstallation.ReadWriteForUser.All",
+        }
+    }
+
+    /// The input columns this mode reads.
+    pub fn needs(&self) -> Needs {
+        match self.app_id {
+            Some(_) => Needs::User,
+            None => Needs::UserAndInstallation,
+        }
+    }
+
+    /// Check the raw flags.
+    pub fn derive(args: &ModeArgs) -> Result<Mode, UsageError> {
+        let app_id = args.app_id.as_deref().map(app_id).transpose()?;
+        if args.install_missing && args.dry_run {
+            return Err(usage(
+                "--install-missing writes; it cannot go with --dry-run",
+            ));
+        }
+        if args.install_missing && app_id.is_none() {
+            return Err(usage(
+                "--install-missing needs --app-id: which app to install",
+            ));
+        }
+        Ok(Mode {
+            dry_run: args.dry_run,
+            only_outdated: args.only_outdated,
+            app_id,
+            install_missing: args.install_missing,
+        })
+    }
+}
+
+/// A catalog app id: a GUID, as the Teams admin center shows it ("App ID").
+pub fn app_id(raw: &str) -> Result<String, UsageError> {
+    let id = raw.trim().trim_start_matches('{').trim_end_matches('}');
+    if !looks_like_guid(id) {
+        return Err(usage(format!(
+            "--app-id {raw:?} is not an app's catalog id. It is a GUID such as \
+             5d1ab7e8-0b4e-4a1f-9c1e-0c2a8f1c9e11: the \"App ID\" the Teams admin center shows \
+             for the app, or `id` of GET /appCatalogs/teamsApps"
+        )));
+    }
+    Ok(id.to_ascii_lowercase())
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -62,6 +135,7 @@ fn usage(message: impl Into<String>) -> UsageError {
 impl RunConfig {
     /// Check the raw values and derive the run's configuration. `env` reads
     /// an environment variable (a seam for tests).
+    #[allow(clippy::too_many_arguments)] // one per group of flags, each checked here
     pub fn derive(
         input: PathBuf,
         report: Option<PathBuf>,
@@ -69,8 +143,10 @@ impl RunConfig {
         graph: &GraphArgs,
         auth: &AuthArgs,
         journal: &JournalArgs,
+        mode: &ModeArgs,
         env: impl Fn(&str) -> Option<String>,
     ) -> Result<RunConfig, UsageError> {
+        let mode = Mode::derive(mode)?;
         let target = graph_target(&graph.graph_url, &graph.api_version)?;
         if !(graph.rate.is_finite() && graph.rate > 0.0) {
             return Err(usage(
@@ -125,6 +201,7 @@ impl RunConfig {
             resume: journal.resume.is_some(),
             retry_failed: journal.retry_failed,
             breaker: journal.breaker,
+            mode,
         })
     }
 }
@@ -291,6 +368,7 @@ mod tests {
             &graph_args(url),
             auth,
             &journal,
+            &ModeArgs::default(),
             |name| (name == TOKEN_ENV).then(|| token.clone()).flatten(),
         )
     }
@@ -384,10 +462,35 @@ mod tests {
                 retry_failed: false,
                 breaker: 50,
             },
+            &ModeArgs::default(),
             |name| (name == SECRET_ENV).then(|| "s".to_owned()),
         );
         let err = config.unwrap_err();
         assert!(err.0.contains("--authority-url"), "{err}");
+    }
+
+    #[test]
+    fn an_app_id_must_be_a_catalog_guid() {
+        let id = app_id("{5D1AB7E8-0B4E-4A1F-9C1E-0C2A8F1C9E11}").unwrap();
+        assert_eq!(id, "5d1ab7e8-0b4e-4a1f-9c1e-0c2a8f1c9e11");
+        let err = app_id("com.contoso.helpdesk").unwrap_err();
+        assert!(err.0.contains("App ID"), "{err}");
+    }
+
+    #[test]
+    fn install_missing_needs_an_app_and_cannot_dry_run() {
+        let mut args = ModeArgs {
+            install_missing: true,
+            ..ModeArgs::default()
+        };
+        assert!(Mode::derive(&args).unwrap_err().0.contains("--app-id"));
+        args.app_id = Some("5d1ab7e8-0b4e-4a1f-9c1e-0c2a8f1c9e11".into());
+        args.dry_run = true;
+        assert!(Mode::derive(&args).unwrap_err().0.contains("--dry-run"));
+        args.dry_run = false;
+        let mode = Mode::derive(&args).unwrap();
+        assert_eq!(mode.needs(), Needs::User);
+        assert!(!mode.checks_version());
     }
 
     #[test]

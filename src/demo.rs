@@ -7,15 +7,17 @@ use std::time::{Duration, SystemTime};
 
 use crate::auth::{Credentials, Secret};
 use crate::cli::DemoArgs;
-use crate::config::{default_report, RunConfig};
+use crate::config::{default_report, Mode, RunConfig};
 use crate::engine::{run, RunError};
 use crate::graph::GraphTarget;
 use crate::retry::Backoff;
-use crate::simulator::{Fleet, SimConfig, Simulator};
+use crate::simulator::{Fleet, SimConfig, Simulator, Tenant};
 use crate::summary::Summary;
 
 /// The simulator's per-user behaviours for the demo, beside the demo input.
 const FLEET_FILE: &str = "demo-fleet.csv";
+/// The demo tenant's catalog and installed versions, beside the demo input.
+const TENANT_FILE: &str = "demo-tenant.json";
 
 #[derive(Debug, thiserror::Error)]
 pub enum DemoError {
@@ -23,6 +25,8 @@ pub enum DemoError {
         "the demo needs {path}: {reason}. Run `fleetup demo` from the repository's top folder."
     )]
     Setup { path: PathBuf, reason: String },
+    #[error("{0}")]
+    Usage(String),
     #[error(transparent)]
     Run(#[from] RunError),
 }
@@ -34,8 +38,15 @@ pub async fn demo(args: DemoArgs) -> Result<Summary, DemoError> {
         path: fleet_path.clone(),
         reason: err.to_string(),
     })?;
+    let tenant_path = args.input.with_file_name(TENANT_FILE);
+    let tenant = Tenant::load(&tenant_path).map_err(|err| DemoError::Setup {
+        path: tenant_path.clone(),
+        reason: err.to_string(),
+    })?;
+    let mode = Mode::derive(&args.mode).map_err(|err| DemoError::Usage(err.0))?;
     let sim_config = SimConfig {
         fleet,
+        tenant,
         ..SimConfig::graph_like()
     };
     let simulator = Simulator::start(sim_config.clone())
@@ -50,7 +61,8 @@ pub async fn demo(args: DemoArgs) -> Result<Summary, DemoError> {
         simulator.url()
     );
 
-    let config = demo_config(&args, &simulator, &sim_config);
+    let mut config = demo_config(&args, &simulator, &sim_config);
+    config.mode = mode;
     let summary = run(&config).await;
     simulator.shutdown().await;
     Ok(summary?)
@@ -88,5 +100,6 @@ fn demo_config(args: &DemoArgs, simulator: &Simulator, sim: &SimConfig) -> RunCo
         resume: false,
         retry_failed: false,
         breaker: 50,
+        mode: Default::default(),
     }
 }

@@ -1,5 +1,5 @@
-//! The pipeline: rows stream in from the input, workers send upgrade calls
-//! through the shared pacer, and one collector owns the report and the counts.
+//! The pipeline: rows stream in from the input, workers send their calls
+//! through the shared pacers, and one collector owns the report and the counts.
 
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
@@ -9,7 +9,7 @@ use tokio::sync::mpsc;
 use tokio::time::Instant;
 
 use crate::auth::TokenSource;
-use crate::breaker::Breaker;
+use crate::breaker::{Breaker, EmptyLists};
 use crate::config::RunConfig;
 use crate::graph::GraphClient;
 use crate::input::{count_rows, InputError, InputFile, Row};
@@ -56,7 +56,8 @@ pub async fn run_until_stopped(
     control: Arc<StopControl>,
 ) -> Result<Summary, RunError> {
     let started = Instant::now();
-    let input = InputFile::open(&config.input, config.delimiter)?;
+    let needs = config.mode.needs();
+    let input = InputFile::open_for(&config.input, config.delimiter, needs)?;
     let http = reqwest::Client::builder()
         .build()
         .map_err(|err| RunError::Http(err.to_string()))?;
@@ -78,7 +79,7 @@ pub async fn run_until_stopped(
             (progress.clone(), config.input.clone(), config.delimiter);
         let already = settled.count();
         tokio::task::spawn_blocking(move || {
-            if let Ok(total) = count_rows(&path, delimiter) {
+            if let Ok(total) = count_rows(&path, delimiter, needs) {
                 progress.set_total(total.saturating_sub(already));
             }
         });
@@ -96,6 +97,8 @@ pub async fn run_until_stopped(
         backoff: config.backoff,
         live: LiveCounts::default(),
         control: control.clone(),
+        mode: config.mode.clone(),
+        newest: Default::default(),
     });
     let (results, collected) = mpsc::channel(READ_AHEAD);
     let collector = tokio::spawn(collect(
@@ -104,6 +107,11 @@ pub async fn run_until_stopped(
         progress,
         worker.clone(),
         Breaker::new(config.breaker),
+        EmptyLists::new(
+            config.mode.app_id.as_deref(),
+            config.breaker,
+            config.mode.permissions(),
+        ),
     ));
 
     feed(input, &worker, &settled, results).await;
@@ -113,7 +121,7 @@ pub async fn run_until_stopped(
     summary.calls = worker.live.calls.load(Ordering::Relaxed);
     summary.throttled = worker.live.throttled.load(Ordering::Relaxed);
     summary.held = worker.budgets.held();
-    summary.pace = worker.writes().rate();
+    summary.pace = worker.pacer().rate();
     summary.earlier = settled.outcomes;
     summary.stopped = control.reason();
     if let Some(digest) = digest {
@@ -179,7 +187,7 @@ async fn feed(
         let worker = worker.clone();
         let results = results.clone();
         tokio::spawn(async move {
-            let result = worker.upgrade(row).await;
+            let result = worker.process(row).await;
             drop(slot);
             if let Some(result) = result {
                 let _ = results.send(result).await;
@@ -202,12 +210,14 @@ async fn collect(
     progress: Progress,
     worker: Arc<Worker>,
     breaker: Breaker,
+    empty_lists: EmptyLists,
 ) -> Result<Summary, ReportError> {
     let mut collector = Collector {
         summary: Summary::new(report.path().to_owned()),
         report,
         progress,
         breaker,
+        empty_lists,
         worker,
     };
     let mut tick = tokio::time::interval(Duration::from_millis(250));
@@ -230,6 +240,10 @@ async fn collect(
             _ = collector.worker.control.abandoned() => break,
         }
     }
+    for row in collector.empty_lists.release() {
+        collector.write(row)?;
+    }
+    collector.report.flush()?;
     collector.tick();
     collector.progress.finish();
     Ok(collector.summary)
@@ -240,13 +254,25 @@ struct Collector {
     summary: Summary,
     progress: Progress,
     breaker: Breaker,
+    empty_lists: EmptyLists,
     worker: Arc<Worker>,
 }
 
 impl Collector {
     fn take(&mut self, row: RowResult) -> Result<(), ReportError> {
+        let (rows, why) = self.empty_lists.observe(row);
+        if let Some(why) = why {
+            self.worker.control.stop(Stopped::NothingVisible(why));
+        }
+        for row in rows {
+            self.write(row)?;
+        }
+        Ok(())
+    }
+
+    fn write(&mut self, row: RowResult) -> Result<(), ReportError> {
         self.report.write_buffered(&row)?;
-        self.summary.count(row.outcome);
+        self.summary.count(&row);
         self.progress.row_done();
         if let Some(why) = self.breaker.observe(&row) {
             self.worker.control.stop(Stopped::Breaker(why));
@@ -256,9 +282,8 @@ impl Collector {
 
     fn tick(&self) {
         let worker = &self.worker;
-        worker.slots.adjust(worker.writes().rate());
-        self.progress
-            .show(&worker.status(self.summary.not_upgraded()));
+        worker.slots.adjust(worker.pacer().rate());
+        self.progress.show(&worker.status(self.summary.not_done()));
     }
 }
 
@@ -266,23 +291,18 @@ impl Collector {
 fn unsent(row: &Row) -> Option<RowResult> {
     let (outcome, why) = match (&row.problem, row.duplicate_of) {
         (Some(problem), _) => (Outcome::InvalidInput, problem.clone()),
+        (None, Some(first)) if row.installation.is_empty() => (
+            Outcome::Duplicate,
+            format!("same user as line {first}; not sent again"),
+        ),
         (None, Some(first)) => (
             Outcome::Duplicate,
             format!("same user and installation as line {first}; not sent again"),
         ),
         (None, None) => return None,
     };
-    Some(RowResult {
-        line: row.line,
-        user: row.user.clone(),
-        installation: row.installation.clone(),
-        outcome,
-        http_status: None,
-        attempts: 0,
-        elapsed: Duration::ZERO,
-        request_id: None,
-        client_request_id: None,
-        error_code: None,
-        error_message: Some(why),
-    })
+    let mut result = RowResult::new(row.line, row.user.clone(), row.installation.clone());
+    result.outcome = outcome;
+    result.error_message = Some(why);
+    Some(result)
 }

@@ -1,11 +1,13 @@
-//! The Graph client: builds the upgrade URL with every segment encoded, sends
-//! one attempt, and reads back what support needs (status, ids, error body).
+//! The Graph client: builds each request's URL with every segment encoded,
+//! sends one attempt, and reads back what support needs (status, ids, error
+//! body) and, for reads, the body.
 
 use std::time::{Duration, SystemTime};
 
 use percent_encoding::{utf8_percent_encode, AsciiSet, NON_ALPHANUMERIC};
 use serde::Deserialize;
 
+use crate::pacing::RequestClass;
 use crate::retry::parse_retry_after;
 
 /// Everything but RFC 3986's unreserved characters is encoded, so `/ + = #
@@ -15,6 +17,10 @@ const SEGMENT: &AsciiSet = &NON_ALPHANUMERIC
     .remove(b'.')
     .remove(b'_')
     .remove(b'~');
+
+/// A query value: everything but unreserved characters encoded, so that the
+/// quotes and spaces of a `$filter` arrive as written.
+const QUERY: &AsciiSet = SEGMENT;
 
 /// Where Graph is and which API version to call.
 #[derive(Clone, Debug)]
@@ -28,13 +34,115 @@ pub struct GraphTarget {
 impl GraphTarget {
     /// The upgrade URL for one user's installation.
     pub fn upgrade_url(&self, user: &str, installation: &str) -> String {
+        format!("{}/upgrade", self.installation_url(user, installation))
+    }
+
+    fn installed_apps(&self, user: &str) -> String {
         format!(
-            "{}/{}/{}/teamwork/installedApps/{}/upgrade",
+            "{}/{}/{}/teamwork/installedApps",
             self.root,
             self.version,
-            user_segment(user),
+            user_segment(user)
+        )
+    }
+
+    fn installation_url(&self, user: &str, installation: &str) -> String {
+        format!(
+            "{}/{}",
+            self.installed_apps(user),
             utf8_percent_encode(installation, SEGMENT)
         )
+    }
+
+    /// `POST …/installedApps/{installation}/upgrade`, no body.
+    pub fn upgrade(&self, user: &str, installation: &str) -> Request {
+        Request::post(self.upgrade_url(user, installation), None)
+    }
+
+    /// `GET …/installedApps/{installation}` with the version it runs.
+    pub fn installation(&self, user: &str, installation: &str) -> Request {
+        let url = self.installation_url(user, installation);
+        Request::get(
+            format!("{url}?$expand=teamsAppDefinition"),
+            RequestClass::InstalledAppsRead,
+        )
+    }
+
+    /// The first page of a user's installations of one catalog app, with
+    /// the version each runs.
+    pub fn find_installation(&self, user: &str, app_id: &str) -> Request {
+        let filter = format!("teamsApp/id eq '{}'", app_id.replace('\'', "''"));
+        let url = format!(
+            "{}?$expand=teamsAppDefinition&$filter={}",
+            self.installed_apps(user),
+            utf8_percent_encode(&filter, QUERY)
+        );
+        Request::get(url, RequestClass::InstalledAppsRead)
+    }
+
+    /// A next page, from `@odata.nextLink`. Only links on this Graph root
+    /// are followed: the token must never travel to another host.
+    pub fn next_page(&self, link: &str, class: RequestClass) -> Option<Request> {
+        let ours = link
+            .get(..self.root.len())
+            .is_some_and(|head| head.eq_ignore_ascii_case(&self.root))
+            && link[self.root.len()..].starts_with('/');
+        ours.then(|| Request::get(link.to_owned(), class))
+    }
+
+    /// The catalog entry of one app with all its versions.
+    pub fn catalog_app(&self, app_id: &str) -> Request {
+        let filter = format!("id eq '{}'", app_id.replace('\'', "''"));
+        let url = format!(
+            "{}/{}/appCatalogs/teamsApps?$filter={}&$expand=appDefinitions",
+            self.root,
+            self.version,
+            utf8_percent_encode(&filter, QUERY)
+        );
+        Request::get(url, RequestClass::CatalogRead)
+    }
+
+    /// `POST …/installedApps`: install the app's newest published version.
+    pub fn install(&self, user: &str, app_id: &str) -> Request {
+        let bind = format!(
+            "{}/{}/appCatalogs/teamsApps/{}",
+            self.root,
+            self.version,
+            utf8_percent_encode(app_id, SEGMENT)
+        );
+        let body = serde_json::json!({ "teamsApp@odata.bind": bind }).to_string();
+        Request::post(self.installed_apps(user), Some(body))
+    }
+}
+
+/// One request, ready to be sent as often as the retry policy says.
+#[derive(Clone, Debug)]
+pub struct Request {
+    pub method: reqwest::Method,
+    pub url: String,
+    /// A JSON body; sent with `Content-Type: application/json`.
+    pub body: Option<String>,
+    /// The budget Graph counts it against.
+    pub class: RequestClass,
+}
+
+impl Request {
+    fn get(url: String, class: RequestClass) -> Request {
+        Request {
+            method: reqwest::Method::GET,
+            url,
+            body: None,
+            class,
+        }
+    }
+
+    fn post(url: String, body: Option<String>) -> Request {
+        Request {
+            method: reqwest::Method::POST,
+            url,
+            body,
+            class: RequestClass::InstalledAppsWrite,
+        }
     }
 }
 
@@ -59,6 +167,8 @@ pub struct Answer {
     pub retry_after: Option<Duration>,
     pub error_code: Option<String>,
     pub error_message: Option<String>,
+    /// The body of a successful answer (empty for a 204).
+    pub body: Vec<u8>,
 }
 
 /// An attempt that got no HTTP answer.
@@ -85,24 +195,33 @@ impl GraphClient {
         }
     }
 
-    /// Send one upgrade attempt.
-    pub async fn upgrade(
+    pub fn target(&self) -> &GraphTarget {
+        &self.target
+    }
+
+    /// Send one attempt of `request`.
+    pub async fn send(
         &self,
-        user: &str,
-        installation: &str,
+        request: &Request,
         token: &str,
         client_request_id: &str,
     ) -> Result<Answer, TransportError> {
-        let url = self.target.upgrade_url(user, installation);
-        let sent = self
+        let builder = self
             .http
-            .post(url)
+            .request(request.method.clone(), &request.url)
             .bearer_auth(token)
             .header("client-request-id", client_request_id)
-            .header(reqwest::header::CONTENT_LENGTH, "0")
-            .timeout(self.timeout)
-            .send()
-            .await;
+            .timeout(self.timeout);
+        let builder = match &request.body {
+            Some(body) => builder
+                .header(reqwest::header::CONTENT_TYPE, "application/json")
+                .body(body.clone()),
+            None if request.method == reqwest::Method::POST => {
+                builder.header(reqwest::header::CONTENT_LENGTH, "0")
+            }
+            None => builder,
+        };
+        let sent = builder.send().await;
         let response = sent.map_err(transport_error)?;
 
         let header = |name: &str| {
@@ -120,9 +239,12 @@ impl GraphClient {
                 .and_then(|v| parse_retry_after(&v, SystemTime::now())),
             ..Answer::default()
         };
-        if !response.status().is_success() {
-            // A body that cannot be read still leaves the status to judge by.
-            let body = response.bytes().await.unwrap_or_default();
+        let success = response.status().is_success();
+        // A body that cannot be read still leaves the status to judge by.
+        let body = response.bytes().await.unwrap_or_default();
+        if success {
+            answer.body = body.to_vec();
+        } else {
             let (code, message) = error_of(&body);
             answer.error_code = code;
             answer.error_message = message;
@@ -211,6 +333,53 @@ mod tests {
             url.contains("/users('%24o%27%27neil%40contoso.com')/teamwork/"),
             "{url}"
         );
+    }
+
+    #[test]
+    fn reads_ask_for_the_version_and_filter_on_the_app() {
+        let app = "5d1ab7e8-0b4e-4a1f-9c1e-0c2a8f1c9e11";
+        let one = target().installation("a@b.com", "x/y=");
+        assert_eq!(one.class, RequestClass::InstalledAppsRead);
+        assert!(
+            one.url.ends_with(
+                "/users/a%40b.com/teamwork/installedApps/x%2Fy%3D?$expand=teamsAppDefinition"
+            ),
+            "{}",
+            one.url
+        );
+        let find = target().find_installation("a@b.com", app);
+        assert!(
+            find.url.ends_with(&format!(
+                "installedApps?$expand=teamsAppDefinition&$filter=teamsApp%2Fid%20eq%20%27{app}%27"
+            )),
+            "{}",
+            find.url
+        );
+        let catalog = target().catalog_app(app);
+        assert_eq!(catalog.class, RequestClass::CatalogRead);
+        assert!(catalog
+            .url
+            .contains("/v1.0/appCatalogs/teamsApps?$filter=id%20eq%20%27"));
+        let install = target().install("a@b.com", app);
+        assert_eq!(install.method, reqwest::Method::POST);
+        assert!(install.body.unwrap().contains(&format!(
+            "https://graph.microsoft.com/v1.0/appCatalogs/teamsApps/{app}"
+        )));
+    }
+
+    #[test]
+    fn next_links_are_followed_only_on_the_same_graph() {
+        let graph = target();
+        let class = RequestClass::InstalledAppsRead;
+        let ours = "https://graph.microsoft.com/v1.0/users/a/teamwork/installedApps?$skiptoken=x";
+        assert!(graph.next_page(ours, class).is_some());
+        for foreign in [
+            "https://graph.microsoft.com.evil.example/v1.0/x",
+            "https://evil.example/v1.0/x",
+            "http://graph.microsoft.com/v1.0/x",
+        ] {
+            assert!(graph.next_page(foreign, class).is_none(), "{foreign}");
+        }
     }
 
     #[test]

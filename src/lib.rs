@@ -19,6 +19,7 @@ pub mod simulator;
 pub mod slots;
 pub mod stop;
 pub mod summary;
+pub mod versions;
 pub mod worker;
 
 /// Exit codes, as the README documents them.

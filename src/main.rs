@@ -53,7 +53,14 @@ async fn execute(cli: Cli) -> u8 {
 
 /// Results on stdout, so they can be piped; file-level errors on stderr.
 fn check(args: &CheckArgs) -> u8 {
-    match fleetup::check::check(&args.input, args.delimiter) {
+    let needs = match &args.app_id {
+        None => fleetup::input::Needs::UserAndInstallation,
+        Some(raw) => match fleetup::config::app_id(raw) {
+            Ok(_) => fleetup::input::Needs::User,
+            Err(err) => return fail(&err, exit::USAGE),
+        },
+    };
+    match fleetup::check::check(&args.input, args.delimiter, needs) {
         Ok(report) if report.all_valid() => {
             print!("{report}");
             exit::DONE
@@ -74,6 +81,7 @@ async fn run(args: RunArgs) -> u8 {
         &args.graph,
         &args.auth,
         &args.journal,
+        &args.mode,
         |name| std::env::var(name).ok(),
     );
     let config = match config {
@@ -103,7 +111,7 @@ fn finish(summary: &Summary, config: &RunConfig) -> u8 {
             resume_command(config, true)
         );
     }
-    match summary.all_upgraded() {
+    match summary.all_succeeded() {
         true => exit::DONE,
         false => exit::NOT_ALL_UPGRADED,
     }
@@ -145,7 +153,7 @@ fn quote(word: &str) -> String {
 fn stopped_code(stopped: &Stopped) -> u8 {
     match stopped {
         Stopped::Interrupted => exit::INTERRUPTED,
-        Stopped::AuthBroken(_) | Stopped::Breaker(_) => exit::STOPPED,
+        Stopped::AuthBroken(_) | Stopped::Breaker(_) | Stopped::NothingVisible(_) => exit::STOPPED,
         Stopped::Input(_) => exit::USAGE,
     }
 }

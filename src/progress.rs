@@ -13,7 +13,8 @@ static ACTIVE: Mutex<Option<ProgressBar>> = Mutex::new(None);
 
 /// What the bar shows beside the counts.
 pub struct Status {
-    pub not_upgraded: u64,
+    /// Rows settled other than as asked (not found, forbidden, failed…).
+    pub failures: u64,
     pub throttled: u64,
     pub rate: f64,
     pub held_until: Option<Instant>,
@@ -81,8 +82,8 @@ impl Progress {
 /// wall clock, so an admin facing a 300 s window knows the run is alive.
 pub fn describe(status: &Status, now: Instant, wall: SystemTime) -> String {
     let mut text = format!(
-        "not upgraded {}  429s {}  pace {:.1}/s",
-        status.not_upgraded, status.throttled, status.rate
+        "failures {}  429s {}  pace {:.1}/s",
+        status.failures, status.throttled, status.rate
     );
     if let Some(until) = status.held_until {
         let left = until.saturating_duration_since(now);
@@ -122,7 +123,7 @@ mod tests {
         let now = Instant::now();
         let wall = SystemTime::UNIX_EPOCH + Duration::from_secs(1_796_325_300);
         let status = Status {
-            not_upgraded: 2,
+            failures: 2,
             throttled: 7,
             rate: 15.0,
             held_until: Some(now + Duration::from_secs(300)),
@@ -130,7 +131,7 @@ mod tests {
         let text = describe(&status, now, wall);
         assert_eq!(
             text,
-            "not upgraded 2  429s 7  pace 15.0/s  waiting for Graph until 19:20:00 UTC"
+            "failures 2  429s 7  pace 15.0/s  waiting for Graph until 19:20:00 UTC"
         );
     }
 
@@ -138,7 +139,7 @@ mod tests {
     fn a_short_wait_is_not_worth_a_word() {
         let now = Instant::now();
         let status = Status {
-            not_upgraded: 0,
+            failures: 0,
             throttled: 1,
             rate: 30.0,
             held_until: Some(now + Duration::from_millis(400)),

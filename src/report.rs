@@ -6,8 +6,9 @@ use std::fs::{File, OpenOptions};
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
-/// The report's columns, in order.
-pub const COLUMNS: [&str; 11] = [
+/// The report's columns, in order. The last three are filled by version
+/// checks (`--dry-run`, `--only-outdated`) and app-id lookups.
+pub const COLUMNS: [&str; 14] = [
     "line",
     "user",
     "installation",
@@ -19,6 +20,9 @@ pub const COLUMNS: [&str; 11] = [
     "client_request_id",
     "error_code",
     "error_message",
+    "app_id",
+    "installed_version",
+    "latest_version",
 ];
 
 /// How a row ended.
@@ -42,11 +46,23 @@ pub enum Outcome {
     InvalidInput,
     /// The same user and installation as an earlier row: not sent again.
     Duplicate,
+    /// Already on the newest published version: no upgrade sent.
+    UpToDate,
+    /// `--dry-run`: behind the newest published version.
+    WouldUpgrade,
+    /// `--app-id`: the user does not have the app.
+    NotInstalled,
+    /// `--install-missing`: installed for a user who lacked it (201).
+    Installed,
 }
 
 impl Outcome {
-    pub const ALL: [Outcome; 9] = [
+    pub const ALL: [Outcome; 13] = [
         Outcome::Upgraded,
+        Outcome::UpToDate,
+        Outcome::Installed,
+        Outcome::WouldUpgrade,
+        Outcome::NotInstalled,
         Outcome::NotFound,
         Outcome::Forbidden,
         Outcome::Unauthorized,
@@ -68,7 +84,20 @@ impl Outcome {
             Outcome::Failed => "failed",
             Outcome::InvalidInput => "invalid_input",
             Outcome::Duplicate => "duplicate",
+            Outcome::UpToDate => "up_to_date",
+            Outcome::WouldUpgrade => "would_upgrade",
+            Outcome::NotInstalled => "not_installed",
+            Outcome::Installed => "installed",
         }
+    }
+
+    /// The row got what the run asked for: the user is on the newest
+    /// version now, or (in a dry run) the audit could tell where they are.
+    pub fn is_success(self) -> bool {
+        matches!(
+            self,
+            Outcome::Upgraded | Outcome::UpToDate | Outcome::Installed | Outcome::WouldUpgrade
+        )
     }
 
     /// Maps a final HTTP status to its outcome.
@@ -116,6 +145,33 @@ pub struct RowResult {
     pub client_request_id: Option<String>,
     pub error_code: Option<String>,
     pub error_message: Option<String>,
+    /// The app's catalog id, when a read told it or `--app-id` gave it.
+    pub app_id: Option<String>,
+    pub installed_version: Option<String>,
+    /// The app's newest published version in the catalog.
+    pub latest_version: Option<String>,
+}
+
+impl RowResult {
+    /// A row not yet tried: no attempt, no answer.
+    pub fn new(line: u64, user: String, installation: String) -> RowResult {
+        RowResult {
+            line,
+            user,
+            installation,
+            outcome: Outcome::Failed,
+            http_status: None,
+            attempts: 0,
+            elapsed: Duration::ZERO,
+            request_id: None,
+            client_request_id: None,
+            error_code: None,
+            error_message: None,
+            app_id: None,
+            installed_version: None,
+            latest_version: None,
+        }
+    }
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -209,6 +265,9 @@ impl ReportWriter {
             opt(&row.client_request_id),
             opt(&row.error_code),
             opt(&row.error_message),
+            opt(&row.app_id),
+            opt(&row.installed_version),
+            opt(&row.latest_version),
         ])
     }
 
@@ -250,6 +309,9 @@ mod tests {
             client_request_id: Some("c-1".into()),
             error_code: Some("NotFound".into()),
             error_message: Some("User, \"quoted\"\nand broken".into()),
+            app_id: Some("app-1".into()),
+            installed_version: Some("1.2.0".into()),
+            latest_version: None,
         }
     }
 
@@ -273,6 +335,9 @@ mod tests {
         assert_eq!(&rows[0][3], "not_found");
         assert_eq!(&rows[0][6], "42");
         assert_eq!(&rows[0][10], "User, \"quoted\"\nand broken");
+        assert_eq!(&rows[0][11], "app-1");
+        assert_eq!(&rows[0][12], "1.2.0");
+        assert_eq!(&rows[0][13], "");
     }
 
     #[test]
@@ -334,6 +399,9 @@ mod roundtrip {
                 client_request_id: Some("c".into()),
                 error_code: Some(code.clone()),
                 error_message: Some(message.clone()),
+                app_id: None,
+                installed_version: Some(code.clone()),
+                latest_version: Some(user.clone()),
             };
             let mut report = ReportWriter::create(&path).unwrap();
             report.write(&row).unwrap();
@@ -348,6 +416,8 @@ mod roundtrip {
             prop_assert_eq!(&rows[0][3], "rejected");
             prop_assert_eq!(&rows[0][9], code.as_str());
             prop_assert_eq!(&rows[0][10], message.as_str());
+            prop_assert_eq!(&rows[0][12], code.as_str());
+            prop_assert_eq!(&rows[0][13], user.as_str());
         }
     }
 }

@@ -305,10 +305,11 @@ mod tests {
     use super::*;
 
     const HEADER: &str = "line,user,installation,outcome,http_status,attempts,elapsed_ms,\
-                          request_id,client_request_id,error_code,error_message\n";
+                          request_id,client_request_id,error_code,error_message,\
+                          app_id,installed_version,latest_version\n";
 
     fn row(line: u64, outcome: &str) -> String {
-        format!("{line},u{line}@contoso.com,i{line},{outcome},204,1,5,r,c,,\n")
+        format!("{line},u{line}@contoso.com,i{line},{outcome},204,1,5,r,c,,,,,\n")
     }
 
     fn report_with(body: &str) -> (tempfile::TempDir, PathBuf) {

@@ -22,6 +22,9 @@ pub enum Stopped {
     Breaker(String),
     /// The input could not be read any further.
     Input(String),
+    /// Graph lists the app for none of the first users: the app probably
+    /// holds only the "Self" permissions, which hide other apps.
+    NothingVisible(String),
 }
 
 impl fmt::Display for Stopped {
@@ -31,6 +34,7 @@ impl fmt::Display for Stopped {
             Stopped::AuthBroken(why) => write!(f, "authentication is broken: {why}"),
             Stopped::Breaker(why) => write!(f, "circuit breaker opened: {why}"),
             Stopped::Input(why) => write!(f, "the input could not be read further: {why}"),
+            Stopped::NothingVisible(why) => write!(f, "no installation is visible: {why}"),
         }
     }
 }

@@ -6,7 +6,7 @@ use std::fmt;
 use std::path::PathBuf;
 use std::time::Duration;
 
-use crate::report::Outcome;
+use crate::report::{Outcome, RowResult};
 use crate::resume::RETRYABLE;
 use crate::stop::Stopped;
 
@@ -28,6 +28,8 @@ pub struct Summary {
     pub earlier: BTreeMap<Outcome, u64>,
     /// Why the run stopped before the end of the input, if it did.
     pub stopped: Option<Stopped>,
+    /// Users found behind the newest version, per installed version.
+    pub behind: BTreeMap<String, u64>,
 }
 
 impl Summary {
@@ -42,11 +44,19 @@ impl Summary {
             pace: 0.0,
             earlier: BTreeMap::new(),
             stopped: None,
+            behind: BTreeMap::new(),
         }
     }
 
-    pub fn count(&mut self, outcome: Outcome) {
-        *self.outcomes.entry(outcome).or_default() += 1;
+    /// Count one finished row.
+    pub fn count(&mut self, row: &RowResult) {
+        *self.outcomes.entry(row.outcome).or_default() += 1;
+        let was_behind = matches!(row.outcome, Outcome::WouldUpgrade | Outcome::Upgraded);
+        if let (true, Some(installed), Some(_)) =
+            (was_behind, &row.installed_version, &row.latest_version)
+        {
+            *self.behind.entry(installed.clone()).or_default() += 1;
+        }
     }
 
     pub fn rows(&self) -> u64 {
@@ -57,9 +67,15 @@ impl Summary {
         self.outcomes.get(&outcome).copied().unwrap_or(0)
     }
 
-    /// Rows that did not end upgraded.
-    pub fn not_upgraded(&self) -> u64 {
-        self.rows() - self.of(Outcome::Upgraded)
+    /// Rows that did not end as asked: neither upgraded nor found current
+    /// (nor, in a dry run, audited).
+    pub fn not_done(&self) -> u64 {
+        let done: u64 = Outcome::ALL
+            .iter()
+            .filter(|o| o.is_success())
+            .map(|o| self.of(*o))
+            .sum();
+        self.rows() - done
     }
 
     /// Rows not upgraded that `--retry-failed` would send again.
@@ -68,16 +84,17 @@ impl Summary {
         RETRYABLE.iter().map(|o| self.of(*o) + earlier(o)).sum()
     }
 
-    /// Whether every row of the input was read and upgraded, by this run or
+    /// Whether every row of the input was read and ended as asked (upgraded,
+    /// already current, installed, or audited in a dry run), by this run or
     /// an earlier one it resumed.
-    pub fn all_upgraded(&self) -> bool {
-        let earlier_not_upgraded = self
+    pub fn all_succeeded(&self) -> bool {
+        let earlier_not_done = self
             .earlier
             .iter()
-            .filter(|(outcome, _)| **outcome != Outcome::Upgraded)
+            .filter(|(outcome, _)| !outcome.is_success())
             .map(|(_, n)| n)
             .sum::<u64>();
-        self.stopped.is_none() && self.not_upgraded() == 0 && earlier_not_upgraded == 0
+        self.stopped.is_none() && self.not_done() == 0 && earlier_not_done == 0
     }
 }
 
@@ -109,6 +126,17 @@ impl fmt::Display for Summary {
             self.held.as_secs_f64(),
             self.pace
         )?;
+        if !self.behind.is_empty() {
+            let mut versions: Vec<(&String, &u64)> = self.behind.iter().collect();
+            versions.sort_by(|a, b| crate::versions::compare(b.0, a.0));
+            let users: u64 = self.behind.values().sum();
+            let each: Vec<String> = versions.iter().map(|(v, n)| format!("{v}: {n}")).collect();
+            writeln!(
+                f,
+                "  behind         {users} users, by installed version: {}",
+                each.join(", ")
+            )?;
+        }
         if !self.earlier.is_empty() {
             let earlier: Vec<String> = self
                 .earlier
@@ -131,9 +159,14 @@ mod tests {
     #[test]
     fn the_summary_lists_each_outcome_seen_and_the_throttling_cost() {
         let mut summary = Summary::new("reports/x.csv".into());
-        summary.count(Outcome::Upgraded);
-        summary.count(Outcome::Upgraded);
-        summary.count(Outcome::NotFound);
+        let row = |outcome| {
+            let mut row = RowResult::new(2, "u".into(), "i".into());
+            row.outcome = outcome;
+            row
+        };
+        summary.count(&row(Outcome::Upgraded));
+        summary.count(&row(Outcome::Upgraded));
+        summary.count(&row(Outcome::NotFound));
         summary.elapsed = Duration::from_secs(2);
         summary.calls = 4;
         summary.throttled = 1;
@@ -146,7 +179,34 @@ mod tests {
         assert!(text.contains("1.5 rows/s, 2.0 calls/s"), "{text}");
         assert!(text.contains("1 x 429, run held back 1.5s"), "{text}");
         assert!(!text.contains("stopped"), "{text}");
-        assert_eq!(summary.not_upgraded(), 1);
-        assert!(!summary.all_upgraded());
+        assert!(!text.contains("behind"), "{text}");
+        assert_eq!(summary.not_done(), 1);
+        assert!(!summary.all_succeeded());
+    }
+
+    #[test]
+    fn an_audit_counts_users_behind_per_installed_version() {
+        let mut summary = Summary::new("reports/x.csv".into());
+        for (outcome, installed) in [
+            (Outcome::WouldUpgrade, "1.9.2"),
+            (Outcome::WouldUpgrade, "1.10.0"),
+            (Outcome::WouldUpgrade, "1.9.2"),
+            (Outcome::UpToDate, "2.0.0"),
+        ] {
+            let mut row = RowResult::new(2, "u".into(), "i".into());
+            row.outcome = outcome;
+            row.installed_version = Some(installed.into());
+            row.latest_version = Some("2.0.0".into());
+            summary.count(&row);
+        }
+        let text = summary.to_string();
+        assert!(
+            text.contains("behind         3 users, by installed version: 1.10.0: 1, 1.9.2: 2"),
+            "{text}"
+        );
+        assert!(
+            summary.all_succeeded(),
+            "an audit that read every row succeeded"
+        );
     }
 }

@@ -22,7 +22,8 @@ const INSTALLATION: &[&[&str]] = &[&[
 /// The names accepted for each column, as the error messages list them.
 pub const USER_NAMES: &str = "userId, userPrincipalName, upn, user, objectId or id";
 pub const INSTALLATION_NAMES: &str =
-    "installationId, appInstallationId, installation or teamsAppInstallationId";
+    "installationId, appInstallationId, installation or teamsAppInstallationId; or, with only \
+     users in the file, pass --app-id APP to have each user's installation looked up";
 
 /// Where the two columns are, counted from 0.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]

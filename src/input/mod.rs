@@ -13,6 +13,7 @@ use std::path::{Path, PathBuf};
 
 pub use sniff::{describe as describe_delimiter, parse_delimiter};
 pub use stream::Encoding;
+pub use validate::looks_like_guid;
 
 use duplicates::Seen;
 use stream::{Text, Tracked, Tracker};
@@ -41,7 +42,8 @@ pub enum InputError {
     NotText { path: PathBuf },
     #[error(
         "{path}, line {line}: split on {delimiter}, the header is one column ({header:?}), but \
-         fleetup needs a user and an installation column. The delimiter is probably wrong: {fix}"
+         fleetup needs a user and an installation column. The delimiter is probably wrong: {fix} \
+         (A file of users alone works with --app-id APP.)"
     )]
     OneColumn {
         path: PathBuf,
@@ -84,7 +86,18 @@ pub struct Layout {
     /// True when the delimiter was guessed, false when `--delimiter` gave it.
     pub sniffed: bool,
     pub user: Column,
-    pub installation: Column,
+    /// `None` when only users are read (`--app-id`).
+    pub installation: Option<Column>,
+}
+
+/// The columns a run reads.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum Needs {
+    /// A user and their installation id on every row.
+    #[default]
+    UserAndInstallation,
+    /// Users only: the installation is looked up by app id.
+    User,
 }
 
 /// One of the columns used, as the header names it.
@@ -116,7 +129,7 @@ pub struct InputFile {
     path: PathBuf,
     records: Records,
     layout: Layout,
-    columns: (usize, usize),
+    columns: (usize, Option<usize>),
     record: csv::ByteRecord,
     seen: Option<Seen>,
 }
@@ -125,6 +138,15 @@ impl InputFile {
     /// Open `path` and read its header, with `delimiter` or a guessed one.
     /// Every file-level problem is found here, before any call is made.
     pub fn open(path: &Path, delimiter: Option<u8>) -> Result<InputFile, InputError> {
+        InputFile::open_for(path, delimiter, Needs::UserAndInstallation)
+    }
+
+    /// Like [`InputFile::open`], reading only the columns `needs` names.
+    pub fn open_for(
+        path: &Path,
+        delimiter: Option<u8>,
+        needs: Needs,
+    ) -> Result<InputFile, InputError> {
         let open_error = |source| InputError::Open {
             path: path.to_owned(),
             source,
@@ -149,7 +171,8 @@ impl InputFile {
         };
 
         let forced = delimiter.is_some();
-        let (columns, user, installation) = find_columns(path, line, &header, chosen, forced)?;
+        let (columns, user, installation) =
+            find_columns(path, line, &header, chosen, forced, needs)?;
         Ok(InputFile {
             path: path.to_owned(),
             records,
@@ -184,7 +207,10 @@ impl InputFile {
     fn row(&mut self, line: u64) -> Row {
         let (user_column, installation_column) = self.columns;
         let user = validate::field(&self.record, user_column, Field::User);
-        let installation = validate::field(&self.record, installation_column, Field::Installation);
+        let installation = match installation_column {
+            Some(column) => validate::field(&self.record, column, Field::Installation),
+            None => Ok(""),
+        };
 
         let (user, installation) = match (user, installation) {
             (Ok(user), Ok(installation)) => (user, installation),
@@ -192,7 +218,9 @@ impl InputFile {
                 return Row {
                     line,
                     user: lossy(&self.record, user_column),
-                    installation: lossy(&self.record, installation_column),
+                    installation: installation_column
+                        .map(|column| lossy(&self.record, column))
+                        .unwrap_or_default(),
                     problem: user.err().or(installation.err()),
                     duplicate_of: None,
                 }
@@ -264,8 +292,8 @@ impl Records {
 
 /// Count the data rows of `path` without keeping any of them, for the
 /// progress bar's total.
-pub fn count_rows(path: &Path, delimiter: Option<u8>) -> Result<u64, InputError> {
-    let mut input = InputFile::open(path, delimiter)?;
+pub fn count_rows(path: &Path, delimiter: Option<u8>, needs: Needs) -> Result<u64, InputError> {
+    let mut input = InputFile::open_for(path, delimiter, needs)?;
     // Counting needs no duplicate detection, and so none of its memory.
     input.seen = None;
     let mut count = 0;
@@ -318,17 +346,19 @@ fn split(line: &[u8], delimiter: u8) -> csv::ByteRecord {
     record
 }
 
-type Found = ((usize, usize), Column, Column);
+type Found = ((usize, Option<usize>), Column, Option<Column>);
 
-/// Both columns of `header`, or the file-level error that stops the run.
+/// The columns `needs` names in `header`, or the file-level error that
+/// stops the run.
 fn find_columns(
     path: &Path,
     line: u64,
     header: &csv::ByteRecord,
     delimiter: u8,
     forced: bool,
+    needs: Needs,
 ) -> Result<Found, InputError> {
-    if header.len() < 2 {
+    if header.len() < 2 && needs == Needs::UserAndInstallation {
         return Err(InputError::OneColumn {
             path: path.to_owned(),
             line,
@@ -357,14 +387,19 @@ fn find_columns(
     let user = found
         .user
         .ok_or_else(|| missing("user", header::USER_NAMES))?;
-    let installation = found
-        .installation
-        .ok_or_else(|| missing("installation", header::INSTALLATION_NAMES))?;
+    let installation = match needs {
+        Needs::UserAndInstallation => Some(
+            found
+                .installation
+                .ok_or_else(|| missing("installation", header::INSTALLATION_NAMES))?,
+        ),
+        Needs::User => None,
+    };
     let column = |index| Column {
         number: index + 1,
         name: lossy(header, index),
     };
-    Ok(((user, installation), column(user), column(installation)))
+    Ok(((user, installation), column(user), installation.map(column)))
 }
 
 fn describe_found(header: &csv::ByteRecord) -> String {

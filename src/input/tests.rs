@@ -49,7 +49,7 @@ fn a_semicolon_file_is_sniffed_from_its_header() {
     let layout = input.layout().clone();
     assert_eq!((layout.delimiter, layout.sniffed), (b';', true));
     assert_eq!(layout.user.name, "User Principal Name");
-    assert_eq!(layout.installation.number, 2);
+    assert_eq!(layout.installation.as_ref().unwrap().number, 2);
     let row = input.next_row().unwrap().unwrap();
     assert_eq!(
         (row.user.as_str(), row.installation.as_str()),
@@ -226,5 +226,8 @@ fn an_unclosed_quote_stops_reading_instead_of_swallowing_the_file() {
 #[test]
 fn rows_are_counted_without_the_header_or_blank_lines() {
     let file = file_with(b"user,installation\nu1,i1\nu2,i2\n\n,\nu3,i3\nu3,i3\n");
-    assert_eq!(count_rows(file.path(), None).unwrap(), 4);
+    assert_eq!(
+        count_rows(file.path(), None, Needs::UserAndInstallation).unwrap(),
+        4
+    );
 }

@@ -99,7 +99,8 @@ fn guid_instead_of_installation(text: &str) -> Result<(), String> {
     Err(format!(
         "the installation field {text:?} looks like a GUID, probably the app's catalog id; \
          installation ids are long base64 strings from \
-         GET /users/{{user}}/teamwork/installedApps (a later version will accept --app-id)"
+         GET /users/{{user}}/teamwork/installedApps. To upgrade by app, run with \
+         --app-id {text} and a list of users"
     ))
 }
 

@@ -193,3 +193,50 @@ async fn the_demo_runs_the_sample_fleet_and_exits_0() {
         "the demo's faults all clear on retry"
     );
 }
+
+#[test]
+fn mode_flags_that_cannot_work_exit_2_before_any_call() {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(dir.path().join("users.csv"), "upn\na@contoso.com\n").unwrap();
+    let run = |args: &[&str]| {
+        let mut all = vec!["run", "users.csv"];
+        all.extend_from_slice(args);
+        fleetup(dir.path(), &all, &[("GRAPH_TOKEN", "t")])
+    };
+
+    let output = run(&["--app-id", "com.contoso.helpdesk"]);
+    assert_eq!(output.status.code(), Some(2));
+    assert!(stderr(&output).contains("App ID"), "{}", stderr(&output));
+
+    let output = run(&["--install-missing"]);
+    assert_eq!(output.status.code(), Some(2));
+    assert!(stderr(&output).contains("--app-id"), "{}", stderr(&output));
+
+    let app = "5d1ab7e8-0b4e-4a1f-9c1e-0c2a8f1c9e11";
+    let output = run(&["--app-id", app, "--install-missing", "--dry-run"]);
+    assert_eq!(output.status.code(), Some(2));
+    assert!(!dir.path().join("reports").exists());
+}
+
+#[test]
+fn check_with_an_app_id_needs_only_the_user_column() {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(
+        dir.path().join("users.csv"),
+        "upn\na@contoso.com\nb@contoso.com\n",
+    )
+    .unwrap();
+    let app = "5d1ab7e8-0b4e-4a1f-9c1e-0c2a8f1c9e11";
+
+    let output = fleetup(dir.path(), &["check", "users.csv", "--app-id", app], &[]);
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    assert_eq!(output.status.code(), Some(0), "{stdout}{}", stderr(&output));
+    assert!(stdout.contains("2 valid"), "{stdout}");
+
+    let output = fleetup(dir.path(), &["check", "users.csv"], &[]);
+    assert_eq!(
+        output.status.code(),
+        Some(2),
+        "an installation column is needed"
+    );
+}

@@ -29,7 +29,7 @@ fn complete_lines(path: &Path) -> HashSet<u64> {
     reader
         .records()
         .filter_map(Result::ok)
-        .filter(|record| record.len() == 11)
+        .filter(|record| record.len() == fleetup::report::COLUMNS.len())
         .map(|record| record[0].parse().unwrap())
         .collect()
 }

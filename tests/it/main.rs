@@ -1,6 +1,7 @@
 //! Integration tests: the engine and the binary against the Graph simulator,
 //! over real sockets on loopback.
 
+mod audit;
 mod auth;
 mod cli;
 mod encoding;

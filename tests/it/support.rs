@@ -71,6 +71,7 @@ impl Harness {
             resume: false,
             retry_failed: false,
             breaker: 50,
+            mode: Default::default(),
         }
     }
 

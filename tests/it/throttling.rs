@@ -27,7 +27,7 @@ async fn overdriven_run(form: RetryAfterForm, rows: usize) -> fleetup::simulator
 
     let summary = harness.run(&config).await;
 
-    assert!(summary.all_upgraded(), "{summary}");
+    assert!(summary.all_succeeded(), "{summary}");
     assert_eq!(read_report(&harness.report_path()).len(), rows);
     assert!(summary.throttled > 0, "the test must provoke throttling");
     assert!(summary.held > Duration::ZERO);
