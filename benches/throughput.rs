@@ -69,7 +69,7 @@ fn config(input: &Path, report: PathBuf, root: &str, token: String, rate: f64) -
         },
         credentials: Credentials::EnvToken(Secret::new(token)),
         rate,
-        burst: rate.ceil().min(1e6) as u32,
+        burst: fleetup::config::burst_for(rate),
         concurrency: ((rate * 2.0).ceil() as usize).clamp(4, 256),
         adaptive_concurrency: true,
         read_rate: 30.0,

@@ -188,7 +188,7 @@ impl RunConfig {
             target,
             credentials,
             rate: graph.rate,
-            burst: graph.rate.ceil() as u32,
+            burst: burst_for(graph.rate),
             concurrency: graph
                 .concurrency
                 .unwrap_or_else(|| ((graph.rate * 2.0).ceil() as usize).clamp(4, 256)),
@@ -204,6 +204,13 @@ impl RunConfig {
             mode,
         })
     }
+}
+
+/// Calls that may leave at once at the start: a second's worth, but never
+/// more than Graph's per-tenant second (30), which a `--rate` set too high
+/// would otherwise spend in 429s before the first answer.
+pub fn burst_for(rate: f64) -> u32 {
+    rate.ceil().clamp(1.0, 30.0) as u32
 }
 
 /// Tokens and secrets travel only over https, or plain http to loopback (a

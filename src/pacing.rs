@@ -1,11 +1,9 @@
 //! Pacing for the whole run: one rate limiter shared by every worker, and the
 //! throttle gate that holds every worker back while Graph's window is open.
 
-use std::num::NonZeroU32;
-use std::sync::{Arc, Mutex};
+use std::sync::Mutex;
 use std::time::Duration;
 
-use governor::{DefaultDirectRateLimiter, Quota, RateLimiter};
 use tokio::time::Instant;
 
 /// Graph budgets these requests separately, per app and tenant: each class
@@ -58,56 +56,183 @@ impl Budgets {
 
 /// The slowest the pacer goes after repeated throttling, in calls a second.
 const FLOOR_RATE: f64 = 0.5;
+/// How far under the line a 429 showed the pacer settles: close enough to
+/// lose little time, far enough that timing jitter does not cross it.
+const MARGIN: f64 = 0.98;
+/// How long the pacer stays under a line it found before probing above it:
+/// every 429 costs a window of at least a second, so probing is rare.
+const HOLD: Duration = Duration::from_secs(15);
+/// How far back answers are counted to measure the rate Graph accepted.
+const MEASURE: Duration = Duration::from_secs(3);
+/// Slots of the accepted-rate measurement.
+const SLOTS: usize = 30;
 
 /// Decides when the next call may leave. Every call goes through
-/// [`Pacer::ready`] immediately before it is sent.
+/// [`Pacer::ready`] immediately before it is sent, and the calls leave one
+/// by one on a single schedule, so a change of pace applies at once to
+/// every waiting worker.
 ///
-/// The rate adapts: a 429 halves it (once per window: calls already sent at
-/// the old rate do not cut it again), and each second's worth of answers
-/// without a 429 adds a twentieth of the ceiling back, never above it. So a
-/// `--rate` set above the tenant's real limit settles just under that limit
-/// instead of hammering it.
+/// The pace adapts. A 429 (once per window: calls already sent at the old
+/// pace do not cut it again) sets it just under the rate Graph accepted over
+/// the last seconds, which is where the tenant's line is, or halves it when
+/// too little was measured. Under a line it found, the pace climbs back to
+/// just under that line at once and then stays for a while; above it, it
+/// probes slowly at first and faster the longer no 429 comes, so a line
+/// that moved up is found again. It never exceeds the ceiling (`--rate`).
+/// So a `--rate` set above the tenant's real limit settles just under that
+/// limit instead of hammering it.
 pub struct Pacer {
     ceiling: f64,
     state: Mutex<RateState>,
+    /// Waiters take turns, in order: only the first one watches the clock.
+    turn: tokio::sync::Mutex<()>,
     gate: ThrottleGate,
 }
 
 struct RateState {
     rate: f64,
-    limiter: Arc<DefaultDirectRateLimiter>,
+    schedule: Schedule,
     last_change: Instant,
+    /// Answers without a 429 since the pace last changed.
     clean: u64,
+    /// The line the last 429 showed, and when.
+    line: Option<(f64, Instant)>,
+    accepted: Accepted,
+}
+
+/// A GCRA schedule: calls leave `interval` apart, `tolerance` ahead of
+/// time at most (the burst).
+struct Schedule {
+    interval: Duration,
+    tolerance: Duration,
+    /// When the next call is due if no burst is left.
+    due: Instant,
+}
+
+impl Schedule {
+    fn new(rate: f64, burst: u32, now: Instant) -> Schedule {
+        let interval = Duration::from_secs_f64(1.0 / rate);
+        Schedule {
+            interval,
+            tolerance: interval * burst.saturating_sub(1),
+            due: now,
+        }
+    }
+
+    /// The earliest moment the next call may leave.
+    fn next(&self, now: Instant) -> Instant {
+        self.due.checked_sub(self.tolerance).unwrap_or(now).max(now)
+    }
+
+    fn take(&mut self, now: Instant) {
+        self.due = self.due.max(now) + self.interval;
+    }
+
+    /// Go on at `rate`, with no burst left: after a change the run goes at
+    /// the new pace, never in a rush.
+    fn set_rate(&mut self, rate: f64, now: Instant) {
+        let interval = Duration::from_secs_f64(1.0 / rate);
+        let last = self.due.checked_sub(self.interval).unwrap_or(now);
+        self.due = (last + interval).max(now);
+        self.interval = interval;
+        self.tolerance = Duration::ZERO;
+    }
+}
+
+/// Answers without a 429, counted in slots of `MEASURE / SLOTS`.
+struct Accepted {
+    since: Instant,
+    counts: [u32; SLOTS],
+    /// The slot of the newest count, counted from `since`.
+    newest: u64,
+}
+
+impl Accepted {
+    fn new(now: Instant) -> Accepted {
+        Accepted {
+            since: now,
+            counts: [0; SLOTS],
+            newest: 0,
+        }
+    }
+
+    fn slot_of(&self, now: Instant) -> u64 {
+        let width = MEASURE.as_secs_f64() / SLOTS as f64;
+        (now.saturating_duration_since(self.since).as_secs_f64() / width) as u64
+    }
+
+    fn advance(&mut self, now: Instant) {
+        let slot = self.slot_of(now);
+        let stale = slot.saturating_sub(self.newest).min(SLOTS as u64);
+        for i in 1..=stale {
+            self.counts[((self.newest + i) % SLOTS as u64) as usize] = 0;
+        }
+        self.newest = self.newest.max(slot);
+    }
+
+    fn count(&mut self, now: Instant) {
+        self.advance(now);
+        self.counts[(self.newest % SLOTS as u64) as usize] += 1;
+    }
+
+    /// Calls a second accepted lately, once at least a second was seen.
+    fn rate(&mut self, now: Instant) -> Option<f64> {
+        self.advance(now);
+        let seen = now.saturating_duration_since(self.since).min(MEASURE);
+        if seen < Duration::from_secs(1) {
+            return None;
+        }
+        if seen < MEASURE {
+            let total: u32 = self.counts.iter().sum();
+            return Some(f64::from(total) / seen.as_secs_f64());
+        }
+        // The newest slot is still filling: count the full ones only.
+        let current = (self.newest % SLOTS as u64) as usize;
+        let total: u32 = self.counts.iter().sum::<u32>() - self.counts[current];
+        let width = MEASURE.as_secs_f64() / SLOTS as f64;
+        Some(f64::from(total) / (width * (SLOTS - 1) as f64))
+    }
 }
 
 impl Pacer {
     /// A pacer that lets at most `rate` calls a second through, starting
     /// with a burst of `burst`.
     pub fn new(rate: f64, burst: u32) -> Pacer {
+        let now = Instant::now();
         Pacer {
             ceiling: rate,
             state: Mutex::new(RateState {
                 rate,
-                limiter: Arc::new(limiter(rate, burst)),
-                last_change: Instant::now(),
+                schedule: Schedule::new(rate, burst, now),
+                last_change: now,
                 clean: 0,
+                line: None,
+                accepted: Accepted::new(now),
             }),
+            turn: tokio::sync::Mutex::new(()),
             gate: ThrottleGate::default(),
         }
     }
 
-    /// Wait until a call may be sent: the gate is open and the limiter has a
-    /// cell for it.
+    /// Wait until a call may be sent: the gate is open and the schedule has
+    /// a slot for it.
     pub async fn ready(&self) {
+        let _turn = self.turn.lock().await;
         loop {
             self.gate.wait_open().await;
-            let limiter = self.state.lock().expect("pacer lock").limiter.clone();
-            limiter.until_ready().await;
-            // A window may have opened while we waited for the limiter; the
-            // cell is spent, but sending now would land inside the window.
-            if self.gate.is_open() {
-                return;
-            }
+            let now = Instant::now();
+            let at = {
+                let mut state = self.state.lock().expect("pacer lock");
+                let at = state.schedule.next(now);
+                if at <= now {
+                    state.schedule.take(now);
+                    return;
+                }
+                at
+            };
+            // Woken early or late, the schedule and the gate are asked
+            // again: the pace may have changed, a window may have opened.
+            tokio::time::sleep_until(at).await;
         }
     }
 
@@ -123,29 +248,41 @@ impl Pacer {
     }
 
     /// A call sent at `sent_at` was answered 429: hold the run and, unless
-    /// the rate was already cut after that call left, halve it.
+    /// the pace was already cut after that call left, cut it.
     pub fn throttled(&self, sent_at: Instant, wait: Duration) {
         self.hold_for(wait);
+        let now = Instant::now();
         let mut state = self.state.lock().expect("pacer lock");
         if sent_at < state.last_change {
             return;
         }
-        let rate = (state.rate / 2.0).max(FLOOR_RATE.min(self.ceiling));
+        let floor = FLOOR_RATE.min(self.ceiling);
+        let rate = match state.accepted.rate(now) {
+            Some(accepted) => {
+                state.line = Some((accepted.max(floor), now));
+                (accepted * MARGIN).min(state.rate * MARGIN)
+            }
+            None => state.rate / 2.0,
+        };
+        let rate = rate.max(floor);
         tracing::info!("throttled: pacing down to {rate:.1} calls/s");
-        state.set_rate(rate);
+        state.set_rate(rate, now);
     }
 
     /// A call was answered without throttling.
     pub fn answered(&self) {
+        let now = Instant::now();
         let mut state = self.state.lock().expect("pacer lock");
+        state.accepted.count(now);
         if state.rate >= self.ceiling {
             return;
         }
         state.clean += 1;
-        if state.clean as f64 >= state.rate {
-            let rate = (state.rate + self.ceiling / 20.0).min(self.ceiling);
-            state.set_rate(rate);
+        if (state.clean as f64) < state.rate {
+            return;
         }
+        let rate = state.probe(self.ceiling, now);
+        state.set_rate(rate, now);
     }
 
     /// The rate the pacer holds now, in calls a second.
@@ -159,25 +296,33 @@ impl Pacer {
 }
 
 impl RateState {
-    fn set_rate(&mut self, rate: f64) {
-        // A new limiter without a stored burst: after a change the run goes
-        // at the new pace, never in a rush.
-        let next = limiter(rate, 1);
-        let _ = next.check();
-        self.limiter = Arc::new(next);
+    fn set_rate(&mut self, rate: f64, now: Instant) {
+        self.schedule.set_rate(rate, now);
         self.rate = rate;
-        self.last_change = Instant::now();
+        self.last_change = now;
         self.clean = 0;
     }
-}
 
-fn limiter(rate: f64, burst: u32) -> DefaultDirectRateLimiter {
-    let period = Duration::from_secs_f64(1.0 / rate);
-    let burst = NonZeroU32::new(burst.max(1)).expect("burst is at least 1");
-    let quota = Quota::with_period(period)
-        .expect("rate is positive")
-        .allow_burst(burst);
-    RateLimiter::direct(quota)
+    /// The pace after a second's worth of clean answers.
+    fn probe(&self, ceiling: f64, now: Instant) -> f64 {
+        let fast = self.rate + ceiling / 20.0;
+        let Some((line, at)) = self.line else {
+            return fast.min(ceiling);
+        };
+        let under = line * MARGIN;
+        if self.rate < under {
+            return fast.min(under).min(ceiling);
+        }
+        let quiet = now.saturating_duration_since(at);
+        if quiet < HOLD {
+            return self.rate;
+        }
+        // Above the line: 1% of it a second at first, and a percent more
+        // for every further five quiet seconds, never faster than `fast`.
+        let extra = (quiet - HOLD).as_secs_f64() / 5.0;
+        let step = (line * 0.01 * (1.0 + extra)).min(ceiling / 20.0);
+        (self.rate + step).min(ceiling)
+    }
 }
 
 /// The run-wide throttle window. Closing it never shortens a window already
@@ -318,6 +463,81 @@ mod tests {
             pacer.throttled(Instant::now(), Duration::ZERO);
         }
         assert_eq!(pacer.rate(), FLOOR_RATE);
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn calls_leave_one_by_one_at_the_pace_after_the_burst() {
+        let pacer = Pacer::new(10.0, 3);
+        let start = Instant::now();
+        for _ in 0..3 {
+            pacer.ready().await;
+        }
+        assert_eq!(Instant::now(), start, "the burst leaves at once");
+        for _ in 0..10 {
+            pacer.ready().await;
+        }
+        assert_eq!(Instant::now() - start, Duration::from_secs(1));
+    }
+
+    // Replacing a rate limiter on every change of pace left the workers
+    // already queued on the old one: two schedules ran at once, and a run
+    // throttled down to 5 calls/s sent 30.
+    #[tokio::test(start_paused = true)]
+    async fn a_cut_applies_to_workers_already_waiting() {
+        let pacer = std::sync::Arc::new(Pacer::new(10.0, 1));
+        let start = Instant::now();
+        let waiters: Vec<_> = (0..6)
+            .map(|_| {
+                let pacer = pacer.clone();
+                tokio::spawn(async move {
+                    pacer.ready().await;
+                    Instant::now()
+                })
+            })
+            .collect();
+        tokio::task::yield_now().await;
+        pacer.throttled(Instant::now(), Duration::ZERO);
+        assert_eq!(pacer.rate(), 5.0);
+        let mut sent = Vec::new();
+        for waiter in waiters {
+            sent.push(waiter.await.unwrap());
+        }
+        sent.sort();
+        assert_eq!(sent[0], start);
+        for pair in sent.windows(2) {
+            assert!(pair[1] - pair[0] >= Duration::from_millis(200), "{sent:?}");
+        }
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_429_after_measured_traffic_settles_just_under_what_graph_accepted() {
+        let pacer = Pacer::new(90.0, 30);
+        for _ in 0..60 {
+            tokio::time::advance(Duration::from_millis(50)).await;
+            pacer.answered();
+        }
+        // 20 answers a second were accepted; the line is there.
+        pacer.throttled(Instant::now(), Duration::from_secs(1));
+        let settled = pacer.rate();
+        assert!((settled - 20.0 * MARGIN).abs() < 0.01, "{settled}");
+
+        // Under the line it stays for a while, then probes above it slowly.
+        for _ in 0..200 {
+            tokio::time::advance(Duration::from_millis(50)).await;
+            pacer.answered();
+        }
+        assert_eq!(pacer.rate(), settled, "held under the line");
+        for _ in 0..400 {
+            tokio::time::advance(Duration::from_millis(50)).await;
+            pacer.answered();
+        }
+        let probed = pacer.rate();
+        assert!(probed > settled && probed < 30.0, "{probed}");
+        for _ in 0..4000 {
+            tokio::time::advance(Duration::from_millis(10)).await;
+            pacer.answered();
+        }
+        assert_eq!(pacer.rate(), 90.0, "a line that moved away is left behind");
     }
 
     #[tokio::test(start_paused = true)]
