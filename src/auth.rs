@@ -165,13 +165,21 @@ impl TokenSource {
                         path: path.clone(),
                         source,
                     })?;
-                let text = text.trim();
+                let text = bare_token(&text);
                 if text.is_empty() {
                     return Err(AuthError::EmptyTokenFile { path: path.clone() });
                 }
                 Ok(fixed(Secret::new(text)))
             }
             Credentials::ClientSecret { .. } => self.client_credentials(generation).await,
+        }
+    }
+
+    /// The file the token is read from, if it is.
+    pub fn token_file(&self) -> Option<&std::path::Path> {
+        match &self.credentials {
+            Credentials::TokenFile(path) => Some(path),
+            _ => None,
         }
     }
 
@@ -271,6 +279,15 @@ impl TokenAnswer {
     }
 }
 
+/// A token as pasted, without the `Bearer ` an admin may have copied along.
+pub fn bare_token(token: &str) -> &str {
+    let token = token.trim();
+    match token.get(..7) {
+        Some(scheme) if scheme.eq_ignore_ascii_case("bearer ") => token[7..].trim(),
+        _ => token,
+    }
+}
+
 /// How long after fetching a token with `expires_in` seconds of life to
 /// fetch the next: a tenth of its life early, at most five minutes early.
 pub fn refresh_after(expires_in: u64) -> Duration {
@@ -307,6 +324,17 @@ impl JsonBody for reqwest::Response {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[tokio::test]
+    async fn a_token_file_loses_a_pasted_bearer_prefix_and_its_line_end() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("token.txt");
+        std::fs::write(&path, "Bearer eyJ0.abc\r\n").unwrap();
+        let source = TokenSource::new(Credentials::TokenFile(path), reqwest::Client::new());
+        assert_eq!(source.token().await.unwrap().value.expose(), "eyJ0.abc");
+        assert_eq!(bare_token("  bearer  x "), "x");
+        assert_eq!(bare_token("Bearerx"), "Bearerx");
+    }
 
     #[test]
     fn secrets_never_print() {

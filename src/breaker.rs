@@ -4,11 +4,17 @@
 
 use crate::report::{Outcome, RowResult};
 
-/// Counts rows in a row (in finish order) that failed the same way.
+/// Counts rows in a row (in finish order) that failed the same way. The
+/// rows of a streak are held back until it breaks; when it opens, they are
+/// dropped, so that the resume sends them again once the cause is fixed,
+/// instead of finding them settled as `forbidden` or `rejected`.
 pub struct Breaker {
-    threshold: u32,
-    streak: u32,
+    threshold: usize,
+    streak: Vec<RowResult>,
     signature: Option<String>,
+    /// The signature that opened it: rows still finishing that fail the
+    /// same way are dropped too.
+    opened: Option<String>,
 }
 
 impl Breaker {
@@ -16,49 +22,66 @@ impl Breaker {
     /// 0 never opens.
     pub fn new(threshold: u32) -> Breaker {
         Breaker {
-            threshold,
-            streak: 0,
+            threshold: threshold as usize,
+            streak: Vec::new(),
             signature: None,
+            opened: None,
         }
     }
 
-    /// Look at one finished row; returns why the run should stop, once the
-    /// streak reaches the threshold.
-    pub fn observe(&mut self, row: &RowResult) -> Option<String> {
+    /// Take one finished row; returns the rows that may be written now and,
+    /// once the streak reaches the threshold, why the run should stop.
+    pub fn observe(&mut self, row: RowResult) -> (Vec<RowResult>, Option<String>) {
         let signature = match row.outcome {
-            Outcome::Upgraded | Outcome::UpToDate | Outcome::Installed | Outcome::WouldUpgrade => {
-                self.streak = 0;
-                self.signature = None;
-                return None;
+            Outcome::Forbidden | Outcome::Unauthorized | Outcome::Rejected | Outcome::Failed
+                if self.threshold > 0 =>
+            {
+                signature_of(&row)
             }
             // Per-user answers, pacing, and rows never sent say nothing
-            // about the tenant as a whole.
+            // about the tenant as a whole; they neither count nor break it.
             Outcome::NotFound
             | Outcome::NotInstalled
             | Outcome::Throttled
             | Outcome::InvalidInput
-            | Outcome::Duplicate => return None,
-            Outcome::Forbidden | Outcome::Unauthorized | Outcome::Rejected | Outcome::Failed => {
-                signature_of(row)
+            | Outcome::Duplicate => return (vec![row], None),
+            _ if row.outcome.is_success() => {
+                self.signature = None;
+                let mut rows = std::mem::take(&mut self.streak);
+                rows.push(row);
+                return (rows, None);
             }
+            _ => return (vec![row], None),
         };
-        if self.signature.as_ref() == Some(&signature) {
-            self.streak += 1;
-        } else {
-            self.signature = Some(signature);
-            self.streak = 1;
+        if self.opened.as_ref() == Some(&signature) {
+            return (Vec::new(), None);
         }
-        if self.threshold == 0 || self.streak != self.threshold {
-            return None;
+        let mut rows = Vec::new();
+        if self.signature.as_ref() != Some(&signature) {
+            rows = std::mem::take(&mut self.streak);
+            self.signature = Some(signature.clone());
         }
-        Some(format!(
-            "the last {} rows all ended {} ({}). That is not about single users: {} \
-             Fix it, then resume; rows not yet tried are left for the resume.",
-            self.streak,
-            row.outcome,
-            self.signature.as_deref().unwrap_or_default(),
-            hint(row)
-        ))
+        let outcome = row.outcome;
+        let why = hint(&row);
+        self.streak.push(row);
+        if self.streak.len() < self.threshold {
+            return (rows, None);
+        }
+        self.streak.clear();
+        self.signature = None;
+        let why = format!(
+            "the last {} rows all ended {outcome} ({signature}). That is not about single \
+             users: {why} Fix it, then resume: those rows were left out of the report, so the \
+             resume sends them again, with the rows not yet tried.",
+            self.threshold,
+        );
+        self.opened = Some(signature);
+        (rows, Some(why))
+    }
+
+    /// The rows of a streak still held when the run ends.
+    pub fn release(&mut self) -> Vec<RowResult> {
+        std::mem::take(&mut self.streak)
     }
 }
 
@@ -169,6 +192,10 @@ fn hint(row: &RowResult) -> &'static str {
         }
         (Outcome::Unauthorized, _) => "check the credentials and the tenant.",
         (_, None) => "check the network and --graph-url (DNS, proxy, firewall).",
+        (Outcome::Rejected, _) => {
+            "Graph refuses the request itself: check --graph-url (the root only, such as \
+             https://graph.microsoft.com, without /v1.0) and --api-version."
+        }
         _ => "Graph itself is failing; try again later.",
     }
 }
@@ -239,14 +266,34 @@ mod tests {
     fn the_same_tenant_wide_failure_opens_it_at_the_threshold() {
         let mut breaker = Breaker::new(3);
         let denied = row(Outcome::Forbidden, Some(403), "Missing scope permissions");
-        assert_eq!(breaker.observe(&denied), None);
-        assert_eq!(breaker.observe(&denied), None);
-        let why = breaker.observe(&denied).unwrap();
+        assert_eq!(breaker.observe(denied.clone()), (vec![], None));
+        assert_eq!(breaker.observe(denied.clone()), (vec![], None));
+        let (written, why) = breaker.observe(denied.clone());
+        assert!(written.is_empty(), "the streak is left for the resume");
+        let why = why.unwrap();
         assert!(why.contains("last 3 rows"), "{why}");
         assert!(
             why.contains("TeamsAppInstallation.ReadWriteForUser.All"),
             "{why}"
         );
+        assert_eq!(breaker.observe(denied), (vec![], None), "nor the late ones");
+        assert!(breaker.release().is_empty());
+    }
+
+    #[test]
+    fn a_streak_that_breaks_is_written_after_all() {
+        let mut breaker = Breaker::new(3);
+        let denied = row(Outcome::Forbidden, Some(403), "Missing scope permissions");
+        breaker.observe(denied.clone());
+        let missing = row(Outcome::NotFound, Some(404), "User not found");
+        assert_eq!(breaker.observe(missing.clone()).0, [missing]);
+        breaker.observe(denied.clone());
+        let upgraded = row(Outcome::Upgraded, Some(204), "");
+        let (written, why) = breaker.observe(upgraded.clone());
+        assert_eq!(written, [denied.clone(), denied.clone(), upgraded]);
+        assert_eq!(why, None);
+        breaker.observe(denied.clone());
+        assert_eq!(breaker.release(), [denied]);
     }
 
     #[test]
@@ -268,7 +315,7 @@ mod tests {
                 &unlicensed,
                 &unlicensed,
             ] {
-                assert_eq!(breaker.observe(r), None);
+                assert_eq!(breaker.observe(r.clone()).1, None);
             }
         }
     }
@@ -277,12 +324,13 @@ mod tests {
     fn a_success_resets_the_streak_and_zero_disables_it() {
         let mut breaker = Breaker::new(2);
         let refused = row(Outcome::Failed, None, "connection refused");
-        breaker.observe(&refused);
-        breaker.observe(&row(Outcome::Upgraded, Some(204), ""));
-        assert_eq!(breaker.observe(&refused), None);
-        assert!(breaker.observe(&refused).unwrap().contains("--graph-url"));
+        breaker.observe(refused.clone());
+        breaker.observe(row(Outcome::Upgraded, Some(204), ""));
+        assert_eq!(breaker.observe(refused.clone()).1, None);
+        let why = breaker.observe(refused.clone()).1.unwrap();
+        assert!(why.contains("--graph-url"), "{why}");
 
         let mut never = Breaker::new(0);
-        assert!((0..1000).all(|_| never.observe(&refused).is_none()));
+        assert!((0..1000).all(|_| never.observe(refused.clone()) == (vec![refused.clone()], None)));
     }
 }

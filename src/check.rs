@@ -26,9 +26,9 @@ impl CheckReport {
         self.valid + self.invalid + self.duplicate
     }
 
-    /// True when `run` would send every row.
+    /// True when `run` would send every row, and there is one at least.
     pub fn all_valid(&self) -> bool {
-        self.invalid == 0 && self.duplicate == 0
+        self.valid > 0 && self.invalid == 0 && self.duplicate == 0
     }
 
     fn note(&mut self, line: u64, problem: String) {

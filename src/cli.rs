@@ -131,12 +131,12 @@ pub struct GraphArgs {
 
     /// Upgrade calls per second for the whole run (Graph allows 30 per app
     /// per tenant).
-    #[arg(long, default_value_t = 30.0)]
+    #[arg(long, default_value_t = 30.0, value_parser = calls_per_second)]
     pub rate: f64,
 
     /// GET calls per second, per read class (Graph budgets reads apart from
     /// writes).
-    #[arg(long, default_value_t = 30.0)]
+    #[arg(long, default_value_t = 30.0, value_parser = calls_per_second)]
     pub read_rate: f64,
 
     /// Most calls in flight, fixed. [default: follows Graph's latency, enough
@@ -162,7 +162,7 @@ pub struct GraphArgs {
 #[derive(Debug, Args)]
 pub struct AuthArgs {
     /// File holding a bearer token (read again after a 401).
-    #[arg(long)]
+    #[arg(long, conflicts_with_all = ["tenant", "client_id"])]
     pub token_file: Option<PathBuf>,
 
     /// Tenant id or domain, for the client-credentials flow (the secret comes
@@ -197,6 +197,16 @@ pub struct DemoArgs {
     /// `run` (the demo app's id is 5d1ab7e8-0b4e-4a1f-9c1e-0c2a8f1c9e11).
     #[command(flatten)]
     pub mode: ModeArgs,
+}
+
+/// A pace: a positive number of calls a second, such as 30 or 12.5.
+fn calls_per_second(text: &str) -> Result<f64, String> {
+    match text.trim().parse::<f64>() {
+        Ok(rate) if rate.is_finite() && rate > 0.0 => Ok(rate),
+        _ => Err(format!(
+            "{text:?} is not a pace; write a positive number of calls a second, such as 30 or 12.5"
+        )),
+    }
 }
 
 /// A duration as people write it: `30s`, `1m`, `500ms`.

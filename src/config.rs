@@ -4,7 +4,7 @@
 use std::path::{Path, PathBuf};
 use std::time::{Duration, SystemTime};
 
-use crate::auth::{Credentials, Secret};
+use crate::auth::{bare_token, Credentials, Secret};
 use crate::cli::{AuthArgs, GraphArgs, JournalArgs, ModeArgs};
 use crate::graph::GraphTarget;
 use crate::input::{looks_like_guid, Needs};
@@ -206,11 +206,13 @@ impl RunConfig {
     }
 }
 
-/// Calls that may leave at once at the start: a second's worth, but never
-/// more than Graph's per-tenant second (30), which a `--rate` set too high
-/// would otherwise spend in 429s before the first answer.
+/// Calls that may leave at once at the start: half a second's worth, and
+/// never more than half Graph's per-tenant second (30), which a `--rate` set
+/// too high would otherwise spend in 429s before the first answer. Half,
+/// because the first calls open their connections and reach Graph spread
+/// out, while its budget is already full and refills no further.
 pub fn burst_for(rate: f64) -> u32 {
-    rate.ceil().clamp(1.0, 30.0) as u32
+    (rate.min(30.0) / 2.0).ceil().max(1.0) as u32
 }
 
 /// Tokens and secrets travel only over https, or plain http to loopback (a
@@ -292,15 +294,6 @@ fn credentials(
              pass --token-file, or set {TOKEN_ENV}. The app needs the application \
              permission TeamsAppInstallation.ReadWriteForUser.All"
         ))),
-    }
-}
-
-/// A token as pasted, without the `Bearer ` an admin may have copied along.
-fn bare_token(token: &str) -> &str {
-    let token = token.trim();
-    match token.get(..7) {
-        Some(scheme) if scheme.eq_ignore_ascii_case("bearer ") => token[7..].trim(),
-        _ => token,
     }
 }
 
@@ -391,7 +384,7 @@ mod tests {
     fn defaults_hold_the_rate_for_two_second_calls() {
         let config = derive("https://graph.microsoft.com", &auth_args(), Some("t")).unwrap();
         assert_eq!(config.concurrency, 60);
-        assert_eq!(config.burst, 30);
+        assert_eq!(config.burst, 15);
         assert_eq!(
             config.target.upgrade_url("u", "i").split('/').nth(3),
             Some("v1.0")

@@ -25,6 +25,8 @@ use crate::worker::{LiveCounts, Worker};
 /// Rows read ahead of the workers; enough to keep them fed, small enough
 /// that a huge input never sits in memory.
 const READ_AHEAD: usize = 1024;
+/// Rows handed over from the reading thread at once.
+const CHUNK: usize = 64;
 
 #[derive(Debug, thiserror::Error)]
 pub enum RunError {
@@ -114,9 +116,13 @@ pub async fn run_until_stopped(
         ),
     ));
 
-    feed(input, &worker, &settled, results).await;
+    let unreadable = feed(input, &worker, &settled, results).await;
 
     let mut summary = collector.await.expect("the collector does not panic")?;
+    if let Some(err) = unreadable {
+        // Told only now, so that the rows read before it were finished.
+        control.stop(Stopped::Input(err.to_string()));
+    }
     summary.elapsed = started.elapsed();
     summary.calls = worker.live.calls.load(Ordering::Relaxed);
     summary.throttled = worker.live.throttled.load(Ordering::Relaxed);
@@ -145,28 +151,51 @@ fn open_report(config: &RunConfig) -> Result<(ReportWriter, Settled), RunError> 
 
 /// Read rows on a blocking thread and hand each to a worker task, as many at
 /// once as the slots allow, until the input ends or the run is stopped.
+/// Returns the error that ended the input early, if one did; the rows read
+/// before it still finish.
 async fn feed(
     mut input: InputFile,
     worker: &Arc<Worker>,
     settled: &Settled,
     results: mpsc::Sender<RowResult>,
-) {
-    let (rows, mut read) = mpsc::channel(READ_AHEAD);
+) -> Option<InputError> {
+    // Rows cross from the reading thread in chunks: one wake-up per chunk,
+    // not per row, is most of what reading costs at tens of thousands of
+    // rows a second.
+    let (chunks, mut read) = mpsc::channel::<Vec<Result<Row, InputError>>>(READ_AHEAD / CHUNK);
     let reader = tokio::task::spawn_blocking(move || {
+        let mut chunk = Vec::with_capacity(CHUNK);
         while let Some(row) = input.next_row() {
             let failed = row.is_err();
-            if rows.blocking_send(row).is_err() || failed {
-                break;
+            chunk.push(row);
+            if chunk.len() == CHUNK || failed {
+                let full = std::mem::replace(&mut chunk, Vec::with_capacity(CHUNK));
+                if chunks.blocking_send(full).is_err() || failed {
+                    return;
+                }
             }
         }
+        let _ = chunks.blocking_send(chunk);
     });
 
     let control = &worker.control;
-    while let Some(row) = read.recv().await {
+    let mut unreadable = None;
+    let mut pending: std::vec::IntoIter<Result<Row, InputError>> = Vec::new().into_iter();
+    loop {
+        let row = match pending.next() {
+            Some(row) => row,
+            None => match read.recv().await {
+                Some(chunk) => {
+                    pending = chunk.into_iter();
+                    continue;
+                }
+                None => break,
+            },
+        };
         let row = match row {
             Ok(row) => row,
             Err(err) => {
-                control.stop(Stopped::Input(err.to_string()));
+                unreadable = Some(err);
                 break;
             }
         };
@@ -197,6 +226,7 @@ async fn feed(
     // Dropping the receiver ends the reading thread at its next row.
     drop(read);
     reader.await.expect("the reader does not panic");
+    unreadable
 }
 
 /// Rows written between two flushes at most, when many finish at once.
@@ -240,6 +270,9 @@ async fn collect(
             _ = collector.worker.control.abandoned() => break,
         }
     }
+    for row in collector.breaker.release() {
+        collector.take_released(row)?;
+    }
     for row in collector.empty_lists.release() {
         collector.write(row)?;
     }
@@ -259,11 +292,29 @@ struct Collector {
 }
 
 impl Collector {
+    /// Rows pass the breaker, then the empty-list guard, which may each
+    /// hold some back or drop them for the resume.
     fn take(&mut self, row: RowResult) -> Result<(), ReportError> {
-        let (rows, why) = self.empty_lists.observe(row);
+        let (rows, why) = self.breaker.observe(row);
         if let Some(why) = why {
-            self.worker.control.stop(Stopped::NothingVisible(why));
+            self.worker.control.stop(Stopped::Breaker(why));
         }
+        for row in rows {
+            let (rows, why) = self.empty_lists.observe(row);
+            if let Some(why) = why {
+                self.worker.control.stop(Stopped::NothingVisible(why));
+            }
+            for row in rows {
+                self.write(row)?;
+            }
+        }
+        Ok(())
+    }
+
+    /// A row the breaker held until the end: the empty-list guard has yet
+    /// to see it.
+    fn take_released(&mut self, row: RowResult) -> Result<(), ReportError> {
+        let (rows, _) = self.empty_lists.observe(row);
         for row in rows {
             self.write(row)?;
         }
@@ -274,9 +325,6 @@ impl Collector {
         self.report.write_buffered(&row)?;
         self.summary.count(&row);
         self.progress.row_done();
-        if let Some(why) = self.breaker.observe(&row) {
-            self.worker.control.stop(Stopped::Breaker(why));
-        }
         Ok(())
     }
 

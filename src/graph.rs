@@ -175,6 +175,9 @@ pub struct Answer {
 #[derive(Clone, Debug)]
 pub struct TransportError {
     pub timed_out: bool,
+    /// The request could not even be built (a value no URL can hold):
+    /// sending it again would fail the same way.
+    pub local: bool,
     pub message: String,
 }
 
@@ -258,6 +261,7 @@ fn transport_error(err: reqwest::Error) -> TransportError {
     // reqwest's own message is terse ("error sending request"); the cause
     // chain says what actually happened (refused, reset, closed early).
     let timed_out = err.is_timeout();
+    let local = err.is_builder();
     let err = err.without_url();
     let mut message = err.to_string();
     let mut source = err.source();
@@ -266,7 +270,11 @@ fn transport_error(err: reqwest::Error) -> TransportError {
         message.push_str(&cause.to_string());
         source = cause.source();
     }
-    TransportError { timed_out, message }
+    TransportError {
+        timed_out,
+        local,
+        message,
+    }
 }
 
 #[derive(Deserialize)]

@@ -98,9 +98,21 @@ fn finish(summary: &Summary, config: &RunConfig) -> u8 {
     say!("{summary}");
     if let Some(stopped) = &summary.stopped {
         say!("fleetup: stopped early ({stopped}).");
+        if let Stopped::Input(_) = stopped {
+            // A fixed file has another digest, which a resume refuses.
+            say!(
+                "The report keeps every row done so far. Fix the file, check it with \
+                 `fleetup check`, then run it again with a new report: rows already \
+                 upgraded are upgraded again harmlessly, or end up_to_date with \
+                 --only-outdated."
+            );
+            return stopped_code(stopped);
+        }
+        // Rows an auth failure settled as unauthorized, or that outlasted
+        // their attempts, are sent again only with --retry-failed.
         say!(
             "To go on where it stopped, run:\n  {}",
-            resume_command(config, false)
+            resume_command(config, summary.retryable() > 0)
         );
         return stopped_code(stopped);
     }
@@ -117,11 +129,14 @@ fn finish(summary: &Summary, config: &RunConfig) -> u8 {
     }
 }
 
-/// The command that resumes this run: the same arguments, with the report
-/// named by `--resume` instead of `--report`.
+/// The command that resumes this run: the same program and arguments, with
+/// the report named by `--resume` instead of `--report`.
 fn resume_command(config: &RunConfig, retry_failed: bool) -> String {
-    let mut words = vec!["fleetup".to_owned()];
-    let mut args = std::env::args().skip(1);
+    let mut args = std::env::args();
+    // As it was started (`target/release/fleetup`, say): `fleetup` alone
+    // is often not on the PATH.
+    let program = args.next().unwrap_or_else(|| "fleetup".into());
+    let mut words = vec![quote(&program)];
     while let Some(arg) = args.next() {
         match arg.as_str() {
             "--report" | "--resume" => {

@@ -38,6 +38,11 @@ pub enum ResumeError {
         digest: PathBuf,
     },
     #[error(
+        "the report {report} does not exist. --resume takes the report of the run to go on \
+         with (the path its summary printed); to start afresh, leave --resume out."
+    )]
+    NoReport { report: PathBuf },
+    #[error(
         "{digest} is missing, so fleetup cannot tell whether {report} belongs to {input}. \
          Start a new report, or restore that file."
     )]
@@ -87,6 +92,11 @@ pub fn write_digest(report: &Path, input: &Path) -> Result<(), ResumeError> {
 
 /// Refuse to resume `report` with an input other than the one it was for.
 pub fn check_digest(report: &Path, input: &Path) -> Result<(), ResumeError> {
+    if !report.exists() {
+        return Err(ResumeError::NoReport {
+            report: report.to_owned(),
+        });
+    }
     let path = digest_path(report);
     let kept = match std::fs::read_to_string(&path) {
         Ok(text) => text,
@@ -394,6 +404,11 @@ mod tests {
         let report = dir.path().join("report.csv");
         std::fs::write(&input, "user,installation\nu,i\n").unwrap();
         std::fs::write(&other, "user,installation\nv,j\n").unwrap();
+        assert!(matches!(
+            check_digest(&report, &input),
+            Err(ResumeError::NoReport { .. })
+        ));
+        std::fs::write(&report, COLUMNS.join(",") + "\n").unwrap();
         assert!(matches!(
             check_digest(&report, &input),
             Err(ResumeError::NoDigest { .. })

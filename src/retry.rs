@@ -104,6 +104,7 @@ pub fn judge(
     let exhausted = attempts >= max_attempts;
     let answer = match attempt {
         Ok(answer) => answer,
+        Err(err) if err.local => return Step::Done(Outcome::Rejected),
         Err(_) if exhausted => return Step::Done(Outcome::Failed),
         Err(_) => {
             return Step::Retry {
@@ -285,6 +286,7 @@ mod tests {
     fn server_errors_and_dropped_connections_back_off_per_row() {
         let dropped = Err(TransportError {
             timed_out: false,
+            local: false,
             message: "connection closed".into(),
         });
         let per_row = Step::Retry {
@@ -295,6 +297,19 @@ mod tests {
         assert_eq!(judge(&answer(504, None), 1, 5, false), per_row);
         assert_eq!(judge(&dropped, 1, 5, false), per_row);
         assert_eq!(judge(&dropped, 5, 5, false), Step::Done(Outcome::Failed));
+    }
+
+    #[test]
+    fn a_request_that_cannot_be_built_is_never_retried() {
+        let unbuildable = Err(TransportError {
+            timed_out: false,
+            local: true,
+            message: "builder error".into(),
+        });
+        assert_eq!(
+            judge(&unbuildable, 1, 8, false),
+            Step::Done(Outcome::Rejected)
+        );
     }
 
     #[test]

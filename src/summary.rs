@@ -94,7 +94,9 @@ impl Summary {
             .filter(|(outcome, _)| !outcome.is_success())
             .map(|(_, n)| n)
             .sum::<u64>();
-        self.stopped.is_none() && self.not_done() == 0 && earlier_not_done == 0
+        // An input without a single data row is a mistake, not a success.
+        let any = self.rows() + self.earlier.values().sum::<u64>() > 0;
+        any && self.stopped.is_none() && self.not_done() == 0 && earlier_not_done == 0
     }
 }
 

@@ -366,8 +366,21 @@ impl Worker {
         let graph_said = format!(
             "Graph answered 401 {}: {}",
             result.error_code.as_deref().unwrap_or(""),
-            result.error_message.as_deref().unwrap_or("")
+            result
+                .error_message
+                .as_deref()
+                .unwrap_or("")
+                .trim_end_matches('.')
         );
+        if let Some(path) = self.auth.token_file() {
+            return format!(
+                "{graph_said}, even after {} was read again. Put a fresh token for this Graph \
+                 and tenant in it (tokens last about an hour), from an app with {} \
+                 (application permission, admin consent), then resume.",
+                path.display(),
+                self.mode.permissions()
+            );
+        }
         match self.auth.can_refresh() {
             true => format!(
                 "{graph_said}, even to a freshly issued token. Check that the token is for this \
@@ -428,9 +441,10 @@ fn record_attempt(
         Err(err) => {
             result.http_status = None;
             result.request_id = None;
-            let code = match err.timed_out {
-                true => "timeout",
-                false => "connection_error",
+            let code = match (err.local, err.timed_out) {
+                (true, _) => "invalid_request",
+                (false, true) => "timeout",
+                (false, false) => "connection_error",
             };
             result.error_code = Some(code.to_owned());
             result.error_message = Some(err.message.clone());

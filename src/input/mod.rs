@@ -70,6 +70,13 @@ pub enum InputError {
         stream::RECORD_LIMIT >> 20
     )]
     Runaway { path: PathBuf, line: u64 },
+    #[error(
+        "{path}, line {line}: a quote opened on this line is never closed, so the lines after \
+         it (to line {last}) were read as one field and their rows would be lost. Fix the \
+         quotes on line {line} (a field that starts with \" must end with \"; a quote inside \
+         a field is written \"\"), check the file again with `fleetup check`, and run again."
+    )]
+    UnclosedQuote { path: PathBuf, line: u64, last: u64 },
     #[error("{path}, line {line}: {reason}")]
     Read {
         path: PathBuf,
@@ -221,7 +228,15 @@ impl InputFile {
                     installation: installation_column
                         .map(|column| lossy(&self.record, column))
                         .unwrap_or_default(),
-                    problem: user.err().or(installation.err()),
+                    problem: user.err().or(installation.err()).map(|problem| {
+                        let last = self.records.last_line();
+                        match last > line {
+                            true => format!(
+                                "{problem} (lines {line} to {last} were read as this one row)"
+                            ),
+                            false => problem,
+                        }
+                    }),
                     duplicate_of: None,
                 }
             }
@@ -263,6 +278,10 @@ impl Records {
     ) -> Result<Option<u64>, InputError> {
         loop {
             let before = self.reader.position().byte();
+            // No record starts before the line after the last one; counting
+            // back from the end alone is one short when a quote left open
+            // swallowed the file's last line end.
+            let earliest = self.tracker.line_of(before + 1);
             let read = self.reader.read_byte_record(record);
             if self.tracker.exceeded() {
                 return Err(InputError::Runaway {
@@ -274,9 +293,27 @@ impl Records {
             match read.map_err(|err| read_error(path, &err))? {
                 false => return Ok(None),
                 true if validate::is_blank(record) => continue,
-                true => return Ok(Some(self.start_line(record))),
+                true => {}
             }
+            let line = self.start_line(record).max(earliest);
+            // The file ended inside a quoted field: every line after the
+            // quote was taken into it.
+            let open = self.tracker.ended_inside_quotes();
+            if open && record.as_slice().contains(&b'\n') {
+                return Err(InputError::UnclosedQuote {
+                    path: path.to_owned(),
+                    line,
+                    last: self.last_line(),
+                });
+            }
+            return Ok(Some(line));
         }
+    }
+
+    /// The line the record just read ends on.
+    fn last_line(&self) -> u64 {
+        let end = self.reader.position().byte();
+        self.tracker.line_of(end.saturating_sub(1))
     }
 
     /// The CSV reader's own record positions go wrong after CRLF line ends

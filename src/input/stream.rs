@@ -95,6 +95,11 @@ struct Ledger {
     /// CSV reader's buffer plus the record being read.
     ahead: VecDeque<u64>,
     since_record: usize,
+    /// Quote characters read so far: an odd count at the end of the file
+    /// means a quoted field was never closed.
+    quotes: u64,
+    /// The text has ended: a read returned nothing.
+    ended: bool,
 }
 
 impl<R> Tracked<R> {
@@ -115,6 +120,8 @@ impl<R: Read> Read for Tracked<R> {
         let start = ledger.offset;
         let newlines = buf[..read].iter().enumerate().filter(|(_, &b)| b == b'\n');
         ledger.ahead.extend(newlines.map(|(i, _)| start + i as u64));
+        ledger.quotes += buf[..read].iter().filter(|&&b| b == b'"').count() as u64;
+        ledger.ended |= read == 0 && !buf.is_empty();
         ledger.offset += read as u64;
         ledger.since_record += read;
         Ok(read)
@@ -135,6 +142,13 @@ impl Tracker {
             ledger.counted += 1;
         }
         ledger.counted + 1
+    }
+
+    /// Whether the whole text was read and it held an odd number of quote
+    /// characters: a quoted field ran to the end of the file.
+    pub fn ended_inside_quotes(&self) -> bool {
+        let ledger = self.0.lock().expect("never poisoned");
+        ledger.ended && ledger.quotes % 2 == 1
     }
 
     /// A record was completed: the next one starts with a fresh budget.

@@ -231,3 +231,52 @@ fn rows_are_counted_without_the_header_or_blank_lines() {
         4
     );
 }
+
+// A stray quote on one line of a file took every line after it into one
+// field: the rows after it were neither sent nor reported.
+#[test]
+fn a_quote_left_open_to_the_end_of_the_file_stops_at_its_line() {
+    for (content, line) in [
+        (
+            &b"upn,installationId\nu1,i1\nu2,i2\n\"u3,i3\nu4,i4\nu5,i5\n"[..],
+            4,
+        ),
+        (b"upn,installationId\r\n\"u1,i1\r\nu2,i2\r\n", 2),
+        (
+            b"upn,installationId,notes\nu1,i1,\"two\nlines\"\nu2,i2,\"oops\nu3,i3,x\n",
+            4,
+        ),
+    ] {
+        let (_file, mut input) = open(content);
+        let read: Vec<_> = std::iter::from_fn(|| input.next_row()).collect();
+        let (last, before) = read.split_last().unwrap();
+        assert!(before.iter().all(Result::is_ok), "rows before it are read");
+        match last {
+            Err(InputError::UnclosedQuote { line: at, .. }) => assert_eq!(*at, line),
+            other => panic!("expected an unclosed quote at line {line}, got {other:?}"),
+        }
+        assert!(input.next_row().is_none());
+    }
+}
+
+#[test]
+fn a_quote_closed_lines_later_names_the_lines_it_took() {
+    let read = rows(b"upn,installationId\nu1,i1\n\"u2\nu3,i3\nu4\",i4\nu5,i5\n");
+    assert_eq!(read.len(), 3);
+    let problem = read[1].problem.as_deref().unwrap();
+    assert_eq!(read[1].line, 3);
+    assert!(problem.contains("lines 3 to 5"), "{problem}");
+    assert_eq!(read[2].line, 6);
+}
+
+#[test]
+fn a_field_longer_than_any_id_is_a_row_problem() {
+    let long = "a".repeat(5000);
+    let read = rows(format!("upn,installationId\n{long}@x,i1\nu2,i2\n").as_bytes());
+    assert!(
+        read[0].problem.as_deref().unwrap().contains("5002 bytes"),
+        "{:?}",
+        read[0]
+    );
+    assert!(read[1].problem.is_none());
+}

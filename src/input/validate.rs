@@ -19,6 +19,9 @@ impl Field {
     }
 }
 
+/// The longest user or installation id sent; anything longer is not an id.
+const MAX_FIELD: usize = 1024;
+
 /// True for a row with nothing in it but delimiters and spaces, as Excel
 /// writes below the data (`;;`). Such a row is skipped, not reported.
 pub fn is_blank(record: &ByteRecord) -> bool {
@@ -51,6 +54,14 @@ pub fn field(record: &ByteRecord, column: usize, field: Field) -> Result<&str, S
         ));
     }
     mangled(text, name)?;
+    if text.len() > MAX_FIELD {
+        return Err(format!(
+            "the {name} field is {} bytes long; no user or installation id is longer than \
+             {MAX_FIELD} (a UPN has at most 113 characters, an installation id about 100), so \
+             the column or the quotes are probably wrong on this line",
+            text.len()
+        ));
+    }
     if field == Field::Installation {
         guid_instead_of_installation(text)?;
     }

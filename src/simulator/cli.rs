@@ -93,7 +93,8 @@ pub struct SimulateArgs {
     #[arg(long, default_value = "50ms", value_parser = humantime::parse_duration)]
     pub announce_grace: Duration,
 
-    /// JSON file of the tenant's app catalog and installations (format: see `Tenant::load`).
+    /// JSON file of the tenant's app catalog and installations, as
+    /// inputs/demo-tenant.json (the README's "The simulator" shows the format).
     #[arg(long, value_name = "PATH")]
     pub tenant: Option<PathBuf>,
 

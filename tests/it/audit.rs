@@ -8,6 +8,7 @@ use fleetup::config::Mode;
 use fleetup::report::Outcome;
 use fleetup::simulator::{Behaviour, PublishingState, SimConfig, Tenant};
 use fleetup::stop::Stopped;
+use fleetup::summary::Summary;
 
 use crate::support::{by_line, read_report, Harness};
 
@@ -63,6 +64,29 @@ fn pairs(users: &[(String, Option<&str>)], ids: &HashMap<String, String>) -> Vec
             format!("{user},{id}")
         })
         .collect()
+}
+
+/// A run by `--app-id` (with `mode`'s other flags) over a list of `users`,
+/// against `sim` holding their tenant.
+async fn by_app_id(
+    users: &[(String, Option<&'static str>)],
+    mut sim: SimConfig,
+    mode: Mode,
+    breaker: u32,
+) -> (Harness, Summary) {
+    sim.tenant = tenant(&borrowed(users)).0;
+    let harness = Harness::start(sim).await;
+    let names: Vec<String> = users.iter().map(|(u, _)| u.clone()).collect();
+    let input = harness.input("User Principal Name", &names);
+    let mut config = harness.config(&input);
+    config.breaker = breaker;
+    config.concurrency = 4;
+    config.mode = Mode {
+        app_id: Some(APP.into()),
+        ..mode
+    };
+    let summary = harness.run(&config).await;
+    (harness, summary)
 }
 
 #[tokio::test]
@@ -172,24 +196,14 @@ async fn by_app_id_each_users_installation_is_found_across_pages() {
     let mut users = fleet(12);
     users[5].1 = None;
     users[7].1 = None;
-    let (tenant, ids) = tenant(&borrowed(&users));
-    let harness = Harness::start(SimConfig {
-        tenant,
-        // Graph's rough edge: an empty first page with a next link.
+    let ids = tenant(&borrowed(&users)).1;
+    // Graph's rough edge: an empty first page with a next link.
+    let sim = SimConfig {
         page_size: 1,
         empty_first_page: true,
         ..SimConfig::default()
-    })
-    .await;
-    let names: Vec<String> = users.iter().map(|(u, _)| u.clone()).collect();
-    let input = harness.input("User Principal Name", &names);
-    let mut config = harness.config(&input);
-    config.mode = Mode {
-        app_id: Some(APP.into()),
-        ..Mode::default()
     };
-
-    let summary = harness.run(&config).await;
+    let (harness, summary) = by_app_id(&users, sim, Mode::default(), 50).await;
 
     let books = harness.sim.books();
     assert!(
@@ -227,23 +241,12 @@ async fn install_missing_installs_for_users_who_lack_the_app_and_audits_the_rest
     for lacking in [1, 2, 6] {
         users[lacking].1 = None;
     }
-    let (tenant, _) = tenant(&borrowed(&users));
-    let harness = Harness::start(SimConfig {
-        tenant,
-        ..SimConfig::default()
-    })
-    .await;
-    let names: Vec<String> = users.iter().map(|(u, _)| u.clone()).collect();
-    let input = harness.input("userPrincipalName", &names);
-    let mut config = harness.config(&input);
-    config.mode = Mode {
-        app_id: Some(APP.into()),
+    let mode = Mode {
         install_missing: true,
         only_outdated: true,
         ..Mode::default()
     };
-
-    let summary = harness.run(&config).await;
+    let (harness, summary) = by_app_id(&users, SimConfig::default(), mode, 50).await;
 
     let books = harness.sim.books();
     assert_eq!((books.installs, books.installed), (3, 3));
@@ -258,24 +261,11 @@ async fn install_missing_installs_for_users_who_lack_the_app_and_audits_the_rest
 #[tokio::test]
 async fn only_self_permissions_stop_the_run_instead_of_reporting_everyone_not_installed() {
     let users = fleet(40);
-    let (tenant, _) = tenant(&borrowed(&users));
-    let harness = Harness::start(SimConfig {
-        tenant,
+    let sim = SimConfig {
         self_permissions_only: true,
         ..SimConfig::default()
-    })
-    .await;
-    let names: Vec<String> = users.iter().map(|(u, _)| u.clone()).collect();
-    let input = harness.input("userPrincipalName", &names);
-    let mut config = harness.config(&input);
-    config.breaker = 10;
-    config.concurrency = 2;
-    config.mode = Mode {
-        app_id: Some(APP.into()),
-        ..Mode::default()
     };
-
-    let summary = harness.run(&config).await;
+    let (harness, summary) = by_app_id(&users, sim, Mode::default(), 10).await;
 
     let Some(Stopped::NothingVisible(why)) = &summary.stopped else {
         panic!("expected the run to stop: {summary}");
@@ -299,21 +289,7 @@ async fn only_self_permissions_stop_the_run_instead_of_reporting_everyone_not_in
 #[tokio::test]
 async fn a_few_users_without_the_app_are_simply_not_installed() {
     let users: Vec<(String, Option<&str>)> = (0..3).map(|i| (user(i), None)).collect();
-    let (tenant, _) = tenant(&borrowed(&users));
-    let harness = Harness::start(SimConfig {
-        tenant,
-        ..SimConfig::default()
-    })
-    .await;
-    let names: Vec<String> = users.iter().map(|(u, _)| u.clone()).collect();
-    let input = harness.input("upn", &names);
-    let mut config = harness.config(&input);
-    config.mode = Mode {
-        app_id: Some(APP.into()),
-        ..Mode::default()
-    };
-
-    let summary = harness.run(&config).await;
+    let (harness, summary) = by_app_id(&users, SimConfig::default(), Mode::default(), 50).await;
 
     assert_eq!(summary.stopped, None);
     assert_eq!(summary.of(Outcome::NotInstalled), 3);

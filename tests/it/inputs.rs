@@ -539,3 +539,49 @@ async fn run_takes_the_delimiter_from_the_command_line() {
     assert_eq!(output.status.code(), Some(0), "{stderr}");
     assert_sent_exactly(&harness, ODD_PAIRS);
 }
+
+#[tokio::test]
+async fn a_quote_left_open_stops_the_run_at_its_line_and_keeps_the_rows_before() {
+    let harness = Harness::start(SimConfig::default()).await;
+    let mut text = String::from("upn,installationId\n");
+    for (user, installation) in ODD_PAIRS {
+        text.push_str(&csv_line(&[user, installation], b','));
+    }
+    let quoted_at = ODD_PAIRS.len() as u64 + 2;
+    text.push_str("\"stray@contoso.com,abc\nlost@contoso.com,def\n");
+    let input = write(&harness, "stray.csv", text.as_bytes());
+    let report = harness.report_path();
+    let token = harness.sim.mint_token(std::time::Duration::from_secs(60));
+
+    let output = crate::support::fleetup_async(
+        harness.dir.path(),
+        &[
+            "run",
+            input.to_str().unwrap(),
+            "--graph-url",
+            &harness.sim.url(),
+            "--report",
+            report.to_str().unwrap(),
+            "--no-progress",
+        ],
+        &[("GRAPH_TOKEN", &token)],
+    )
+    .await;
+
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert_eq!(output.status.code(), Some(2), "{stderr}");
+    assert!(
+        stderr.contains(&format!("line {quoted_at}: a quote")),
+        "{stderr}"
+    );
+    assert_sent_exactly(&harness, ODD_PAIRS);
+    let rows = crate::support::read_report(&report);
+    assert_eq!(
+        rows.len(),
+        ODD_PAIRS.len(),
+        "the rows before it are reported"
+    );
+
+    let checked = check(&input, &[]);
+    assert_eq!(checked.code, Some(2), "{}", checked.stderr);
+}

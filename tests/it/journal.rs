@@ -183,8 +183,11 @@ async fn sigint_exits_130_with_a_valid_report_and_a_resume_command_that_works() 
     let resume = message
         .lines()
         .map(str::trim)
-        .find(|line| line.starts_with("fleetup run ") && line.contains("--resume"))
+        .find(|line| line.contains(" run ") && line.contains("--resume"))
         .unwrap_or_else(|| panic!("no resume command in: {message}"));
+    // The program as it was started, which need not be on the PATH.
+    let program = env!("CARGO_BIN_EXE_fleetup");
+    assert!(resume.starts_with(&format!("{program} run ")), "{resume}");
     let words: Vec<&str> = resume.split_whitespace().skip(1).collect();
 
     let output = fleetup_async(harness.dir.path(), &words, &[(&name, &token)]).await;
@@ -364,6 +367,38 @@ async fn a_tenant_wide_403_stops_the_run_after_a_bounded_number_of_rows() {
         calls <= 25 + 8,
         "{calls} calls: it should stop soon after 25"
     );
+
+    // The refused rows are left out of the report, so that once the
+    // permission is granted the resume sends them too.
+    let report = harness.dir.path().join(
+        message
+            .split("--resume ")
+            .nth(1)
+            .and_then(|rest| rest.split_whitespace().next())
+            .expect("the resume command names the report"),
+    );
+    let rows = read_report(&report);
+    assert!(rows.iter().all(|r| r["outcome"] != "forbidden"), "{rows:?}");
+    let granted = Simulator::start(SimConfig::default()).await.unwrap();
+    let (name, token) = token_env(&granted);
+    let resumed = fleetup_async(
+        harness.dir.path(),
+        &[
+            "run",
+            input.to_str().unwrap(),
+            "--graph-url",
+            &granted.url(),
+            "--resume",
+            report.to_str().unwrap(),
+            "--no-progress",
+        ],
+        &[(&name, &token)],
+    )
+    .await;
+    assert_eq!(resumed.status.code(), Some(0), "{}", stderr(&resumed));
+    let lines = by_line(&read_report(&report));
+    assert_eq!(lines.len(), 500);
+    assert!(lines.values().all(|r| r["outcome"] == "upgraded"));
 }
 
 #[tokio::test]
