@@ -431,3 +431,36 @@ async fn scattered_per_user_404s_and_403s_do_not_stop_the_run() {
     assert_eq!(outcomes["not_found"], 100);
     assert_eq!(outcomes["forbidden"], 29);
 }
+
+// After a stop for a refused token, the printed resume command left out
+// --retry-failed, so the rows it had settled unauthorized were never sent.
+#[tokio::test]
+async fn after_an_expired_token_the_resume_command_sends_the_refused_rows_again() {
+    let harness = Harness::start(SimConfig::default()).await;
+    let input = harness.input("user,installation", &plain_rows(20));
+    let url = harness.sim.url();
+    let expired = harness.sim.mint_token(Duration::from_millis(1));
+    tokio::time::sleep(Duration::from_millis(20)).await;
+
+    let output = fleetup_async(
+        harness.dir.path(),
+        &["run", input.to_str().unwrap(), "--graph-url", &url],
+        &[("GRAPH_TOKEN", &expired)],
+    )
+    .await;
+
+    assert_eq!(output.status.code(), Some(3), "{}", stderr(&output));
+    let message = stderr(&output);
+    let resume = message
+        .lines()
+        .map(str::trim)
+        .find(|line| line.contains(" run ") && line.contains("--resume"))
+        .unwrap_or_else(|| panic!("no resume command in: {message}"));
+    assert!(resume.ends_with("--retry-failed"), "{resume}");
+    assert!(!message.contains(&expired), "the token is never printed");
+
+    let (name, fresh) = token_env(&harness.sim);
+    let words: Vec<&str> = resume.split_whitespace().skip(1).collect();
+    let resumed = fleetup_async(harness.dir.path(), &words, &[(&name, &fresh)]).await;
+    assert_eq!(resumed.status.code(), Some(0), "{}", stderr(&resumed));
+}
