@@ -160,11 +160,14 @@ impl TokenSource {
         match &self.credentials {
             Credentials::EnvToken(value) => Ok(fixed(value.clone())),
             Credentials::TokenFile(path) => {
-                let text =
-                    std::fs::read_to_string(path).map_err(|source| AuthError::TokenFile {
-                        path: path.clone(),
-                        source,
-                    })?;
+                let bytes = std::fs::read(path).map_err(|source| AuthError::TokenFile {
+                    path: path.clone(),
+                    source,
+                })?;
+                let text = token_text(&bytes).map_err(|source| AuthError::TokenFile {
+                    path: path.clone(),
+                    source,
+                })?;
                 let text = bare_token(&text);
                 if text.is_empty() {
                     return Err(AuthError::EmptyTokenFile { path: path.clone() });
@@ -279,9 +282,26 @@ impl TokenAnswer {
     }
 }
 
+/// The text of a token file as Windows tools save it too: UTF-8 with or
+/// without a byte-order mark, or UTF-16 with one (PowerShell 5's `>`).
+fn token_text(bytes: &[u8]) -> std::io::Result<String> {
+    let (decoded, _, malformed) = match bytes {
+        [0xFF, 0xFE, ..] => encoding_rs::UTF_16LE.decode(bytes),
+        [0xFE, 0xFF, ..] => encoding_rs::UTF_16BE.decode(bytes),
+        _ => encoding_rs::UTF_8.decode(bytes),
+    };
+    if malformed {
+        return Err(std::io::Error::new(
+            std::io::ErrorKind::InvalidData,
+            "it is not text (save it as UTF-8 or UTF-16 text holding only the token)",
+        ));
+    }
+    Ok(decoded.into_owned())
+}
+
 /// A token as pasted, without the `Bearer ` an admin may have copied along.
 pub fn bare_token(token: &str) -> &str {
-    let token = token.trim();
+    let token = token.trim().trim_start_matches('\u{feff}').trim();
     match token.get(..7) {
         Some(scheme) if scheme.eq_ignore_ascii_case("bearer ") => token[7..].trim(),
         _ => token,
@@ -330,8 +350,20 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("token.txt");
         std::fs::write(&path, "Bearer eyJ0.abc\r\n").unwrap();
-        let source = TokenSource::new(Credentials::TokenFile(path), reqwest::Client::new());
+        let source = TokenSource::new(Credentials::TokenFile(path.clone()), reqwest::Client::new());
         assert_eq!(source.token().await.unwrap().value.expose(), "eyJ0.abc");
+
+        // As PowerShell 5 writes it: UTF-8 with a byte-order mark, or UTF-16.
+        std::fs::write(&path, "\u{feff}Bearer eyJ0.bom\r\n").unwrap();
+        let source = TokenSource::new(Credentials::TokenFile(path.clone()), reqwest::Client::new());
+        assert_eq!(source.token().await.unwrap().value.expose(), "eyJ0.bom");
+        let utf16: Vec<u8> = [0xFF, 0xFE]
+            .into_iter()
+            .chain("eyJ0.wide\r\n".encode_utf16().flat_map(u16::to_le_bytes))
+            .collect();
+        std::fs::write(&path, utf16).unwrap();
+        let source = TokenSource::new(Credentials::TokenFile(path), reqwest::Client::new());
+        assert_eq!(source.token().await.unwrap().value.expose(), "eyJ0.wide");
         assert_eq!(bare_token("  bearer  x "), "x");
         assert_eq!(bare_token("Bearerx"), "Bearerx");
     }

@@ -248,6 +248,15 @@ fn graph_target(url: &str, version: &str) -> Result<GraphTarget, UsageError> {
         )));
     }
     check_url("--graph-url", url)?;
+    let last = parsed
+        .path_segments()
+        .and_then(|mut s| s.rfind(|s| !s.is_empty()));
+    if let Some(version) = last.filter(|s| matches!(*s, "v1.0" | "beta")) {
+        return Err(usage(format!(
+            "--graph-url {url:?} names the API version; give Graph's root only, such as \
+             https://graph.microsoft.com (the version goes in --api-version, now {version:?})"
+        )));
+    }
     Ok(GraphTarget {
         root: url.trim_end_matches('/').to_owned(),
         version: version.to_owned(),
@@ -401,6 +410,13 @@ mod tests {
             Some("t"),
         );
         assert!(err.unwrap_err().0.contains("China"));
+    }
+
+    #[test]
+    fn a_graph_url_with_the_version_in_it_is_refused_before_any_call() {
+        let err = derive("https://graph.microsoft.com/v1.0/", &auth_args(), Some("t")).unwrap_err();
+        assert!(err.0.contains("--api-version"), "{err}");
+        assert!(derive("http://127.0.0.1:8400/", &auth_args(), Some("t")).is_ok());
     }
 
     #[test]

@@ -116,6 +116,13 @@ fn finish(summary: &Summary, config: &RunConfig) -> u8 {
         );
         return stopped_code(stopped);
     }
+    if summary.rows() == 0 && summary.earlier.is_empty() {
+        say!(
+            "fleetup: {} holds no data rows, so nothing was sent. Add one row per user below \
+             the header.",
+            config.input.display()
+        );
+    }
     if summary.retryable() > 0 {
         say!(
             "{} rows ended throttled, failed or unauthorized; to send them again, run:\n  {}",

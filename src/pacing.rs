@@ -416,9 +416,14 @@ impl ThrottleGate {
         self.closed_until().is_none()
     }
 
-    /// Total time the gate has been (or is announced to be) closed.
+    /// Total time the gate has been closed so far (not what a window still
+    /// open announces beyond now).
     pub fn held(&self) -> Duration {
-        self.state.lock().expect("gate lock").held
+        let state = self.state.lock().expect("gate lock");
+        let ahead = state.until.map_or(Duration::ZERO, |until| {
+            until.saturating_duration_since(Instant::now())
+        });
+        state.held.saturating_sub(ahead)
     }
 
     async fn wait_open(&self) {
@@ -441,6 +446,10 @@ mod tests {
         assert_eq!(gate.closed_until(), Some(start + Duration::from_secs(5)));
         gate.close_until(start + Duration::from_secs(8));
         assert_eq!(gate.closed_until(), Some(start + Duration::from_secs(8)));
+        assert_eq!(gate.held(), Duration::ZERO, "nothing was waited yet");
+        tokio::time::sleep(Duration::from_secs(3)).await;
+        assert_eq!(gate.held(), Duration::from_secs(3));
+        tokio::time::sleep(Duration::from_secs(30)).await;
         assert_eq!(gate.held(), Duration::from_secs(8));
     }
 
@@ -452,6 +461,12 @@ mod tests {
         gate.close_until(Instant::now() + Duration::from_secs(3));
         tokio::time::sleep(Duration::from_secs(10)).await;
         gate.close_until(Instant::now() + Duration::from_secs(1));
+        assert_eq!(
+            gate.held(),
+            Duration::from_secs(4),
+            "a run stopped now waited 4 s"
+        );
+        tokio::time::sleep(Duration::from_secs(2)).await;
         assert_eq!(gate.held(), Duration::from_secs(5));
     }
 

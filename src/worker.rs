@@ -122,7 +122,7 @@ impl Worker {
                 Some(found) => found,
                 None if self.mode.install_missing => match self.install(job, app_id).await? {
                     Some(found) => found,
-                    None => return Ok(Outcome::Installed),
+                    None => return self.installed(job, app_id).await,
                 },
                 None => return Ok(Outcome::NotInstalled),
             },
@@ -236,6 +236,34 @@ impl Worker {
             },
             status => Err(Ended::Settled(Outcome::from_final_status(status))),
         }
+    }
+
+    /// A row whose user just got the app: the report names the new
+    /// installation and its version, which Graph's 201 does not say.
+    /// These reads are for the report only: whatever they meet, the row
+    /// ended installed.
+    async fn installed(&self, job: &mut Job, app_id: &str) -> Result<Outcome, Ended> {
+        let install = (
+            job.result.http_status,
+            job.result.request_id.clone(),
+            job.result.client_request_id.clone(),
+        );
+        if let Ok(Some(found)) = self.find(job, app_id).await {
+            job.result.installation = found.id;
+            job.result.installed_version = found.version;
+        }
+        if self.mode.checks_version() && !self.control.is_stopped() {
+            job.result.latest_version = self.newest(job, app_id).await.ok().flatten();
+        }
+        // The row tells of the install, not of the reads after it.
+        (
+            job.result.http_status,
+            job.result.request_id,
+            job.result.client_request_id,
+        ) = install;
+        job.result.error_code = None;
+        job.result.error_message = None;
+        Ok(Outcome::Installed)
     }
 
     /// The newest published version of `app_id`, read from the catalog by

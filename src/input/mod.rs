@@ -241,6 +241,15 @@ impl InputFile {
                 }
             }
         };
+        if let Some(problem) = self.swallowed_rows(line) {
+            return Row {
+                line,
+                user: user.to_owned(),
+                installation: installation.to_owned(),
+                problem: Some(problem),
+                duplicate_of: None,
+            };
+        }
         let seen = self.seen.as_mut();
         Row {
             line,
@@ -250,6 +259,48 @@ impl InputFile {
             problem: None,
         }
     }
+
+    /// Why the record is really several rows run together, if it is: a
+    /// column fleetup ignores (a display name, a note) holds a line break
+    /// followed by a line with a user where this file keeps its users. A
+    /// quote opened there and closed lines later took those rows in, and
+    /// they must not vanish without a word.
+    fn swallowed_rows(&self, line: u64) -> Option<String> {
+        let (user_column, installation_column) = self.columns;
+        let delimiter = self.layout.delimiter;
+        let (column, _) = self.record.iter().enumerate().find(|(column, field)| {
+            *column != user_column
+                && Some(*column) != installation_column
+                && field
+                    .split(|&b| b == b'\n')
+                    .skip(1)
+                    .any(|inner| looks_like_a_row(inner, delimiter, user_column))
+        })?;
+        let last = self.records.last_line();
+        Some(format!(
+            "column {} holds lines {line} to {last}, and some of them look like rows of their \
+             own: a quote opened on line {line} is probably closed only on line {last}. \
+             Fix the quotes (a quote inside a field is written \"\"); none of these lines \
+             is sent",
+            column + 1
+        ))
+    }
+}
+
+/// Whether `line`, split on `delimiter` without regard to quotes, holds a
+/// user id (a UPN or an object id) in column `user_column`.
+fn looks_like_a_row(line: &[u8], delimiter: u8, user_column: usize) -> bool {
+    let Some(field) = line.split(|&b| b == delimiter).nth(user_column) else {
+        return false;
+    };
+    let Ok(text) = std::str::from_utf8(field) else {
+        return false;
+    };
+    let text = text.trim().trim_matches('"');
+    let upn = text.split_once('@').is_some_and(|(name, domain)| {
+        !name.is_empty() && domain.contains('.') && !text.contains(char::is_whitespace)
+    });
+    upn || looks_like_guid(text)
 }
 
 /// The CSV reader, with true line numbers and a bound on each record.
@@ -395,7 +446,10 @@ fn find_columns(
     forced: bool,
     needs: Needs,
 ) -> Result<Found, InputError> {
-    if header.len() < 2 && needs == Needs::UserAndInstallation {
+    let found = header::find(header.iter());
+    // A lone column of users is a list for --app-id, not a wrong delimiter.
+    let lone_users = header.len() < 2 && found.user.is_some();
+    if header.len() < 2 && needs == Needs::UserAndInstallation && !lone_users {
         return Err(InputError::OneColumn {
             path: path.to_owned(),
             line,
@@ -413,7 +467,6 @@ fn find_columns(
             },
         });
     }
-    let found = header::find(header.iter());
     let missing = |wanted, accepted| InputError::MissingColumn {
         path: path.to_owned(),
         line,

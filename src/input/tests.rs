@@ -280,3 +280,24 @@ fn a_field_longer_than_any_id_is_a_row_problem() {
     );
     assert!(read[1].problem.is_none());
 }
+
+// A stray quote in a display-name column, closed fifty lines later, took
+// those fifty users into one field: check said every row was valid and the
+// run never named them.
+#[test]
+fn rows_swallowed_by_a_quote_in_another_column_are_named() {
+    let read = rows(
+        b"upn,installationId,displayName\nu1@x.com,i1,\"Smith, J\nu2@x.com,i2,Two\nu3@x.com,i3,Jones\" Jr\nu4@x.com,i4,Four\n",
+    );
+    assert_eq!(read.len(), 2);
+    let problem = read[0]
+        .problem
+        .as_deref()
+        .expect("the merged row is refused");
+    assert!(problem.contains("lines 2 to 4"), "{problem}");
+    assert!(read[1].problem.is_none());
+
+    // A note that really spans lines is left alone.
+    let read = rows(b"upn,installationId,notes\nu1@x.com,i1,\"12 Main St,\nSpringfield\"\n");
+    assert!(read[0].problem.is_none(), "{:?}", read[0].problem);
+}

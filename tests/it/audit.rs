@@ -256,6 +256,16 @@ async fn install_missing_installs_for_users_who_lack_the_app_and_audits_the_rest
     assert_eq!(summary.of(Outcome::Upgraded), 4);
     assert_eq!(books.upgrade_calls, 4);
     assert!(summary.all_succeeded(), "{summary}");
+    let report = by_line(&read_report(&harness.report_path()));
+    let installed = &report[&3];
+    assert_eq!(installed["outcome"], "installed");
+    assert_eq!(installed["http_status"], "201");
+    assert!(
+        !installed["installation"].is_empty(),
+        "the new installation is named"
+    );
+    assert_eq!(installed["installed_version"], "1.10.0");
+    assert_eq!(installed["latest_version"], "1.10.0");
 }
 
 #[tokio::test]
