@@ -34,6 +34,37 @@ fn complete_lines(path: &Path) -> HashSet<u64> {
         .collect()
 }
 
+/// Resume `report` of `input` against `sim`, with `extra` arguments.
+async fn resume_with(
+    harness: &Harness,
+    input: &Path,
+    report: &Path,
+    sim: &Simulator,
+    extra: &[&str],
+) -> std::process::Output {
+    let (name, token) = token_env(sim);
+    let url = sim.url();
+    let mut args = vec![
+        "run",
+        input.to_str().unwrap(),
+        "--graph-url",
+        &url,
+        "--resume",
+        report.to_str().unwrap(),
+    ];
+    args.extend_from_slice(extra);
+    fleetup_async(harness.dir.path(), &args, &[(&name, &token)]).await
+}
+
+/// The resume command a run printed on stderr.
+fn printed_resume(message: &str) -> &str {
+    message
+        .lines()
+        .map(str::trim)
+        .find(|line| line.contains(" run ") && line.contains("--resume"))
+        .unwrap_or_else(|| panic!("no resume command in: {message}"))
+}
+
 fn token_env(sim: &Simulator) -> (String, String) {
     (
         "GRAPH_TOKEN".into(),
@@ -180,11 +211,7 @@ async fn sigint_exits_130_with_a_valid_report_and_a_resume_command_that_works() 
     assert!(first.len() < 200);
     by_line(&first);
     let message = stderr(&output);
-    let resume = message
-        .lines()
-        .map(str::trim)
-        .find(|line| line.contains(" run ") && line.contains("--resume"))
-        .unwrap_or_else(|| panic!("no resume command in: {message}"));
+    let resume = printed_resume(&message);
     // The program as it was started, which need not be on the PATH.
     let program = env!("CARGO_BIN_EXE_fleetup");
     assert!(resume.starts_with(&format!("{program} run ")), "{resume}");
@@ -240,22 +267,7 @@ async fn retry_failed_sends_failed_rows_again_and_keeps_one_row_per_line() {
         .fleet
         .insert("user-5@contoso.com", Behaviour::not_found());
     let sim = Simulator::start(recovered).await.unwrap();
-    let url = sim.url();
-    let (name, token) = token_env(&sim);
-    let output = fleetup_async(
-        harness.dir.path(),
-        &[
-            "run",
-            input.to_str().unwrap(),
-            "--graph-url",
-            &url,
-            "--resume",
-            report.to_str().unwrap(),
-            "--retry-failed",
-        ],
-        &[(&name, &token)],
-    )
-    .await;
+    let output = resume_with(&harness, &input, &report, &sim, &["--retry-failed"]).await;
 
     assert_eq!(
         output.status.code(),
@@ -380,21 +392,7 @@ async fn a_tenant_wide_403_stops_the_run_after_a_bounded_number_of_rows() {
     let rows = read_report(&report);
     assert!(rows.iter().all(|r| r["outcome"] != "forbidden"), "{rows:?}");
     let granted = Simulator::start(SimConfig::default()).await.unwrap();
-    let (name, token) = token_env(&granted);
-    let resumed = fleetup_async(
-        harness.dir.path(),
-        &[
-            "run",
-            input.to_str().unwrap(),
-            "--graph-url",
-            &granted.url(),
-            "--resume",
-            report.to_str().unwrap(),
-            "--no-progress",
-        ],
-        &[(&name, &token)],
-    )
-    .await;
+    let resumed = resume_with(&harness, &input, &report, &granted, &["--no-progress"]).await;
     assert_eq!(resumed.status.code(), Some(0), "{}", stderr(&resumed));
     let lines = by_line(&read_report(&report));
     assert_eq!(lines.len(), 500);
@@ -451,11 +449,7 @@ async fn after_an_expired_token_the_resume_command_sends_the_refused_rows_again(
 
     assert_eq!(output.status.code(), Some(3), "{}", stderr(&output));
     let message = stderr(&output);
-    let resume = message
-        .lines()
-        .map(str::trim)
-        .find(|line| line.contains(" run ") && line.contains("--resume"))
-        .unwrap_or_else(|| panic!("no resume command in: {message}"));
+    let resume = printed_resume(&message);
     assert!(resume.ends_with("--retry-failed"), "{resume}");
     assert!(!message.contains(&expired), "the token is never printed");
 
