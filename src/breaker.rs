@@ -3,6 +3,22 @@
 //! its kin for `--app-id`: a fleet where Graph shows nobody the app.
 
 use crate::report::{Outcome, RowResult};
+use crate::stop::Stopped;
+
+/// A guard on the stream of finished rows: it may hold rows back while a
+/// pattern that is not about single users forms, and drop them when it
+/// shows, so that the resume sends them again once the cause is fixed.
+pub trait Hold: Send {
+    /// Take one finished row; returns the rows that may go on now and,
+    /// once the pattern shows, why the run should stop.
+    fn observe(&mut self, row: RowResult) -> (Vec<RowResult>, Option<String>);
+
+    /// The rows still held when the run ends.
+    fn release(&mut self) -> Vec<RowResult>;
+
+    /// The stop that `why`, as `observe` gave it, means.
+    fn stop(&self, why: String) -> Stopped;
+}
 
 /// Counts rows in a row (in finish order) that failed the same way. The
 /// rows of a streak are held back until it breaks; when it opens, they are
@@ -28,10 +44,10 @@ impl Breaker {
             opened: None,
         }
     }
+}
 
-    /// Take one finished row; returns the rows that may be written now and,
-    /// once the streak reaches the threshold, why the run should stop.
-    pub fn observe(&mut self, row: RowResult) -> (Vec<RowResult>, Option<String>) {
+impl Hold for Breaker {
+    fn observe(&mut self, row: RowResult) -> (Vec<RowResult>, Option<String>) {
         let signature = match row.outcome {
             Outcome::Forbidden | Outcome::Unauthorized | Outcome::Rejected | Outcome::Failed
                 if self.threshold > 0 =>
@@ -79,9 +95,12 @@ impl Breaker {
         (rows, Some(why))
     }
 
-    /// The rows of a streak still held when the run ends.
-    pub fn release(&mut self) -> Vec<RowResult> {
+    fn release(&mut self) -> Vec<RowResult> {
         std::mem::take(&mut self.streak)
+    }
+
+    fn stop(&self, why: String) -> Stopped {
+        Stopped::Breaker(why)
     }
 }
 
@@ -125,9 +144,22 @@ impl EmptyLists {
         }
     }
 
-    /// Take a finished row; returns the rows that may be written now and,
-    /// once the pattern shows, why the run should stop.
-    pub fn observe(&mut self, row: RowResult) -> (Vec<RowResult>, Option<String>) {
+    fn why(&self) -> String {
+        format!(
+            "the first {} users all list no installation of app {}. That is what Graph shows \
+             an app granted only the \"Self\" permissions (such as \
+             TeamsAppInstallation.ReadWriteSelfForUser.All): other apps' installations are \
+             hidden from it. Grant the application permission {} with admin consent, then \
+             resume; those rows were not written to the report. If the app really is \
+             installed for none of them, resume with --install-missing, or with --breaker 0 \
+             to report them not_installed.",
+            self.threshold, self.app_id, self.permissions
+        )
+    }
+}
+
+impl Hold for EmptyLists {
+    fn observe(&mut self, row: RowResult) -> (Vec<RowResult>, Option<String>) {
         let lacking = row.outcome == Outcome::NotInstalled;
         match self.state {
             Guard::Passing => return (vec![row], None),
@@ -154,22 +186,12 @@ impl EmptyLists {
         (rows, None)
     }
 
-    /// The rows still held when the run ends for another reason.
-    pub fn release(&mut self) -> Vec<RowResult> {
+    fn release(&mut self) -> Vec<RowResult> {
         std::mem::take(&mut self.held)
     }
 
-    fn why(&self) -> String {
-        format!(
-            "the first {} users all list no installation of app {}. That is what Graph shows \
-             an app granted only the \"Self\" permissions (such as \
-             TeamsAppInstallation.ReadWriteSelfForUser.All): other apps' installations are \
-             hidden from it. Grant the application permission {} with admin consent, then \
-             resume; those rows were not written to the report. If the app really is \
-             installed for none of them, resume with --install-missing, or with --breaker 0 \
-             to report them not_installed.",
-            self.threshold, self.app_id, self.permissions
-        )
+    fn stop(&self, why: String) -> Stopped {
+        Stopped::NothingVisible(why)
     }
 }
 

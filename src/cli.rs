@@ -80,7 +80,7 @@ pub struct ModeArgs {
     pub app_id: Option<String>,
 
     /// With --app-id: install the app for users who lack it.
-    #[arg(long, requires = "app_id", conflicts_with = "dry_run")]
+    #[arg(long)]
     pub install_missing: bool,
 }
 
@@ -199,14 +199,14 @@ pub struct DemoArgs {
     pub mode: ModeArgs,
 }
 
-/// A pace: a positive number of calls a second, such as 30 or 12.5.
+/// A pace: a number of calls a second, such as 30 or 12.5 (`config`
+/// checks that it is positive).
 fn calls_per_second(text: &str) -> Result<f64, String> {
-    match text.trim().parse::<f64>() {
-        Ok(rate) if rate.is_finite() && rate > 0.0 => Ok(rate),
-        _ => Err(format!(
+    text.trim().parse::<f64>().map_err(|_| {
+        format!(
             "{text:?} is not a pace; write a positive number of calls a second, such as 30 or 12.5"
-        )),
-    }
+        )
+    })
 }
 
 /// A duration as people write it: `30s`, `1m`, `500ms`.

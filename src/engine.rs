@@ -9,7 +9,7 @@ use tokio::sync::mpsc;
 use tokio::time::Instant;
 
 use crate::auth::TokenSource;
-use crate::breaker::{Breaker, EmptyLists};
+use crate::breaker::{Breaker, EmptyLists, Hold};
 use crate::config::RunConfig;
 use crate::graph::GraphClient;
 use crate::input::{count_rows, InputError, InputFile, Row};
@@ -25,8 +25,6 @@ use crate::worker::{LiveCounts, Worker};
 /// Rows read ahead of the workers; enough to keep them fed, small enough
 /// that a huge input never sits in memory.
 const READ_AHEAD: usize = 1024;
-/// Rows handed over from the reading thread at once.
-const CHUNK: usize = 64;
 
 #[derive(Debug, thiserror::Error)]
 pub enum RunError {
@@ -108,12 +106,14 @@ pub async fn run_until_stopped(
         report,
         progress,
         worker.clone(),
-        Breaker::new(config.breaker),
-        EmptyLists::new(
-            config.mode.app_id.as_deref(),
-            config.breaker,
-            config.mode.permissions(),
-        ),
+        vec![
+            Box::new(Breaker::new(config.breaker)),
+            Box::new(EmptyLists::new(
+                config.mode.app_id.as_deref(),
+                config.breaker,
+                config.mode.permissions(),
+            )),
+        ],
     ));
 
     let unreadable = feed(input, &worker, &settled, results).await;
@@ -159,39 +159,19 @@ async fn feed(
     settled: &Settled,
     results: mpsc::Sender<RowResult>,
 ) -> Option<InputError> {
-    // Rows cross from the reading thread in chunks: one wake-up per chunk,
-    // not per row, is most of what reading costs at tens of thousands of
-    // rows a second.
-    let (chunks, mut read) = mpsc::channel::<Vec<Result<Row, InputError>>>(READ_AHEAD / CHUNK);
+    let (rows, mut read) = mpsc::channel(READ_AHEAD);
     let reader = tokio::task::spawn_blocking(move || {
-        let mut chunk = Vec::with_capacity(CHUNK);
         while let Some(row) = input.next_row() {
             let failed = row.is_err();
-            chunk.push(row);
-            if chunk.len() == CHUNK || failed {
-                let full = std::mem::replace(&mut chunk, Vec::with_capacity(CHUNK));
-                if chunks.blocking_send(full).is_err() || failed {
-                    return;
-                }
+            if rows.blocking_send(row).is_err() || failed {
+                break;
             }
         }
-        let _ = chunks.blocking_send(chunk);
     });
 
     let control = &worker.control;
     let mut unreadable = None;
-    let mut pending: std::vec::IntoIter<Result<Row, InputError>> = Vec::new().into_iter();
-    loop {
-        let row = match pending.next() {
-            Some(row) => row,
-            None => match read.recv().await {
-                Some(chunk) => {
-                    pending = chunk.into_iter();
-                    continue;
-                }
-                None => break,
-            },
-        };
+    while let Some(row) = read.recv().await {
         let row = match row {
             Ok(row) => row,
             Err(err) => {
@@ -239,15 +219,13 @@ async fn collect(
     report: ReportWriter,
     progress: Progress,
     worker: Arc<Worker>,
-    breaker: Breaker,
-    empty_lists: EmptyLists,
+    holds: Vec<Box<dyn Hold>>,
 ) -> Result<Summary, ReportError> {
     let mut collector = Collector {
         summary: Summary::new(report.path().to_owned()),
         report,
         progress,
-        breaker,
-        empty_lists,
+        holds,
         worker,
     };
     let mut tick = tokio::time::interval(Duration::from_millis(250));
@@ -270,11 +248,9 @@ async fn collect(
             _ = collector.worker.control.abandoned() => break,
         }
     }
-    for row in collector.breaker.release() {
-        collector.take_released(row)?;
-    }
-    for row in collector.empty_lists.release() {
-        collector.write(row)?;
+    for at in 0..collector.holds.len() {
+        let held = collector.holds[at].release();
+        collector.pass(at + 1, held)?;
     }
     collector.report.flush()?;
     collector.tick();
@@ -286,35 +262,30 @@ struct Collector {
     report: ReportWriter,
     summary: Summary,
     progress: Progress,
-    breaker: Breaker,
-    empty_lists: EmptyLists,
+    /// The breaker, then the empty-list guard: each may hold rows back.
+    holds: Vec<Box<dyn Hold>>,
     worker: Arc<Worker>,
 }
 
 impl Collector {
-    /// Rows pass the breaker, then the empty-list guard, which may each
-    /// hold some back or drop them for the resume.
     fn take(&mut self, row: RowResult) -> Result<(), ReportError> {
-        let (rows, why) = self.breaker.observe(row);
-        if let Some(why) = why {
-            self.worker.control.stop(Stopped::Breaker(why));
-        }
-        for row in rows {
-            let (rows, why) = self.empty_lists.observe(row);
-            if let Some(why) = why {
-                self.worker.control.stop(Stopped::NothingVisible(why));
-            }
-            for row in rows {
-                self.write(row)?;
-            }
-        }
-        Ok(())
+        self.pass(0, vec![row])
     }
 
-    /// A row the breaker held until the end: the empty-list guard has yet
-    /// to see it.
-    fn take_released(&mut self, row: RowResult) -> Result<(), ReportError> {
-        let (rows, _) = self.empty_lists.observe(row);
+    /// Pass `rows` through the holds from number `first` on, then write
+    /// what comes out.
+    fn pass(&mut self, first: usize, mut rows: Vec<RowResult>) -> Result<(), ReportError> {
+        for hold in &mut self.holds[first..] {
+            let mut passed = Vec::new();
+            for row in rows {
+                let (out, why) = hold.observe(row);
+                if let Some(why) = why {
+                    self.worker.control.stop(hold.stop(why));
+                }
+                passed.extend(out);
+            }
+            rows = passed;
+        }
         for row in rows {
             self.write(row)?;
         }

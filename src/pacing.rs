@@ -102,8 +102,8 @@ struct RateState {
     last_change: Instant,
     /// Answers without a 429 since the pace last changed.
     clean: u64,
-    /// The line the last 429 showed, and when.
-    line: Option<(f64, Instant)>,
+    /// The line the last measured 429 showed, in calls a second.
+    line: Option<f64>,
     /// When the pace was last cut for a 429.
     last_cut: Option<Instant>,
     /// How much the next probe above the line adds: it doubles while probes
@@ -292,7 +292,7 @@ impl Pacer {
             .is_none_or(|at| now.saturating_duration_since(at) >= HOLD);
         let rate = match state.accepted.rate(now) {
             Some(accepted) => {
-                state.line = Some((accepted.max(floor), now));
+                state.line = Some(accepted.max(floor));
                 let cut = if calm { MARGIN } else { CASCADE_CUT };
                 (accepted * MARGIN).min(state.rate * cut)
             }
@@ -355,7 +355,7 @@ impl RateState {
     /// The pace after a second's worth of clean answers.
     fn probe(&mut self, ceiling: f64, now: Instant) -> f64 {
         let fast = self.rate + ceiling / 20.0;
-        let Some((line, at)) = self.line else {
+        let (Some(line), Some(at)) = (self.line, self.last_cut) else {
             return fast.min(ceiling);
         };
         let under = line * MARGIN;

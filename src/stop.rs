@@ -44,8 +44,6 @@ impl fmt::Display for Stopped {
 #[derive(Default)]
 pub struct StopControl {
     reason: Mutex<Option<Stopped>>,
-    /// Whether `reason` is set: asked several times a call, so lock-free.
-    stopped: std::sync::atomic::AtomicBool,
     abandoned: Mutex<bool>,
     changed: Notify,
 }
@@ -56,8 +54,6 @@ impl StopControl {
         if current.is_none() {
             tracing::warn!("stopping: {reason}");
             *current = Some(reason);
-            self.stopped
-                .store(true, std::sync::atomic::Ordering::Release);
         }
         self.changed.notify_waiters();
     }
@@ -67,7 +63,7 @@ impl StopControl {
     }
 
     pub fn is_stopped(&self) -> bool {
-        self.stopped.load(std::sync::atomic::Ordering::Acquire)
+        self.reason.lock().expect("stop lock").is_some()
     }
 
     /// Stop waiting for calls in flight: the report keeps what it has.

@@ -243,26 +243,20 @@ impl Worker {
     /// These reads are for the report only: whatever they meet, the row
     /// ended installed.
     async fn installed(&self, job: &mut Job, app_id: &str) -> Result<Outcome, Ended> {
-        let install = (
-            job.result.http_status,
-            job.result.request_id.clone(),
-            job.result.client_request_id.clone(),
-        );
-        if let Ok(Some(found)) = self.find(job, app_id).await {
-            job.result.installation = found.id;
-            job.result.installed_version = found.version;
-        }
-        if self.mode.checks_version() && !self.control.is_stopped() {
-            job.result.latest_version = self.newest(job, app_id).await.ok().flatten();
-        }
         // The row tells of the install, not of the reads after it.
-        (
-            job.result.http_status,
-            job.result.request_id,
-            job.result.client_request_id,
-        ) = install;
-        job.result.error_code = None;
-        job.result.error_message = None;
+        let install = job.result.clone();
+        let found = self.find(job, app_id).await.ok().flatten();
+        let latest = match self.mode.checks_version() && !self.control.is_stopped() {
+            true => self.newest(job, app_id).await.ok().flatten(),
+            false => None,
+        };
+        job.result = RowResult {
+            attempts: job.result.attempts,
+            installation: found.as_ref().map(|f| f.id.clone()).unwrap_or_default(),
+            installed_version: found.and_then(|f| f.version),
+            latest_version: latest,
+            ..install
+        };
         Ok(Outcome::Installed)
     }
 

@@ -9,7 +9,7 @@ use serde::Serialize;
 
 use super::fleet::Behaviour;
 use super::graph::{serve, Call, Gate};
-use super::odata::{self, Collection, Equals, Options, Paging};
+use super::odata::{self, Collection, Equals, ListOptions, Paging};
 use super::server::lock;
 use super::tenant::{AppDefinition, CatalogApp, PublishingState};
 use super::throttle::RequestClass;
@@ -92,20 +92,21 @@ pub(crate) async fn list(
         let apps: Vec<&CatalogApp> = tenant
             .apps()
             .iter()
-            .filter(|app| read.filter.as_ref().is_none_or(|f| matches(app, f)))
+            .filter(|app| read.list.filter.as_ref().is_none_or(|f| matches(app, f)))
             .collect();
         let paging = Paging {
             size: shared.config.page_size,
             empty_first: shared.config.empty_first_page,
         };
-        let (range, next) = paging.page(apps.len(), read.skip);
+        let (range, next) = paging.page(apps.len(), read.list.skip);
         let body = Collection {
             context: format!("{}/{version}/$metadata#appCatalogs/teamsApps", shared.root),
             value: apps[range]
                 .iter()
                 .map(|app| TeamsAppBody::new(app, read.definitions))
                 .collect(),
-            next_link: next.map(|n| odata::next_link(&shared.root, raw_path, &read.options, n)),
+            next_link: next
+                .map(|n| odata::next_link(&shared.root, raw_path, &read.list.options, n)),
         };
         Ok(wire::json(StatusCode::OK, &body, SystemTime::now()))
     };
@@ -114,35 +115,21 @@ pub(crate) async fn list(
 
 /// A catalog request's options, checked.
 struct Read {
-    options: Options,
-    filter: Option<Equals>,
+    list: ListOptions,
     definitions: bool,
-    skip: Option<usize>,
 }
 
 fn read_options(query: Option<&str>) -> Result<Read, String> {
-    let options = Options::parse(query, &["$filter", "$expand", "$skiptoken"])?;
-    let filter = options
-        .filter
-        .as_deref()
-        .map(|f| odata::parse_filter(f, &FILTERABLE))
-        .transpose()?;
-    let expanded = match options.expand.as_deref() {
+    let list = ListOptions::parse(query, &FILTERABLE)?;
+    let expanded = match list.options.expand.as_deref() {
         Some(expand) => {
             odata::parse_expand(expand, &["appDefinitions"], "microsoft.graph.teamsApp")?
         }
         None => Vec::new(),
     };
-    let skip = options
-        .skiptoken
-        .as_deref()
-        .map(odata::read_skiptoken)
-        .transpose()?;
     Ok(Read {
-        filter,
         definitions: !expanded.is_empty(),
-        skip,
-        options,
+        list,
     })
 }
 

@@ -43,6 +43,17 @@ pub(crate) struct Gate<'a> {
     pub(crate) user: Option<&'a str>,
 }
 
+impl<'a> Gate<'a> {
+    /// A call on one user's installed apps, counted in `class`.
+    pub(crate) fn apps(path: &'a AppsPath, class: RequestClass) -> Gate<'a> {
+        Gate {
+            version: &path.version,
+            class,
+            user: Some(&path.user),
+        }
+    }
+}
+
 /// How a call that passed the front door will be answered.
 pub(crate) enum Outcome {
     Answered(Response),
@@ -251,11 +262,7 @@ pub(crate) fn installation_not_found() -> Behaviour {
 
 async fn upgrade(call: &Call<'_>, path: &AppsPath, installation: &str, body: &[u8]) -> Response {
     record_upgrade(call, &path.user, installation);
-    let gate = Gate {
-        version: &path.version,
-        class: RequestClass::InstalledAppsWrite,
-        user: Some(&path.user),
-    };
+    let gate = Gate::apps(path, RequestClass::InstalledAppsWrite);
     let check = || {
         refuse_problem(path)?;
         check_upgrade_body(call.headers, body)

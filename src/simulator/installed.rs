@@ -15,7 +15,7 @@ use super::graph::{
     installation_not_found, json_object, missing_permission, only_properties, refuse_problem,
     serve, Call, Gate, READ_PERMISSIONS, WRITE_PERMISSIONS,
 };
-use super::odata::{self, Collection, Equals, Options, Paging};
+use super::odata::{self, Collection, Equals, ListOptions, Options, Paging};
 use super::path::AppsPath;
 use super::server::{lock, Shared};
 use super::tenant::{Installation, Installed, Lookup, Tenant};
@@ -70,7 +70,7 @@ pub(crate) async fn get_one(
     query: Option<&str>,
 ) -> Response {
     lock(&call.shared.books).installed_app_reads += 1;
-    let gate = read_gate(path);
+    let gate = Gate::apps(path, RequestClass::InstalledAppsRead);
     let check = || {
         refuse_problem(path)?;
         let options = Options::parse(query, &["$expand"]).map_err(bad_request)?;
@@ -101,7 +101,7 @@ pub(crate) async fn list(
     query: Option<&str>,
 ) -> Response {
     lock(&call.shared.books).installed_app_lists += 1;
-    let gate = read_gate(path);
+    let gate = Gate::apps(path, RequestClass::InstalledAppsRead);
     let check = || {
         refuse_problem(path)?;
         read_list_options(query).map_err(bad_request)
@@ -114,21 +114,27 @@ pub(crate) async fn list(
             false => tenant
                 .installations(&path.user)
                 .iter()
-                .filter(|i| read.filter.as_ref().is_none_or(|f| matches(&tenant, i, f)))
+                .filter(|i| {
+                    read.list
+                        .filter
+                        .as_ref()
+                        .is_none_or(|f| matches(&tenant, i, f))
+                })
                 .collect(),
         };
         let paging = Paging {
             size: shared.config.page_size,
             empty_first: shared.config.empty_first_page,
         };
-        let (range, next) = paging.page(visible.len(), read.skip);
+        let (range, next) = paging.page(visible.len(), read.list.skip);
         let body = Collection {
             context: context(shared, path),
             value: visible[range]
                 .iter()
                 .map(|i| InstallationBody::new(&tenant, i, read.expand))
                 .collect(),
-            next_link: next.map(|n| odata::next_link(&shared.root, raw_path, &read.options, n)),
+            next_link: next
+                .map(|n| odata::next_link(&shared.root, raw_path, &read.list.options, n)),
         };
         Ok(wire::json(StatusCode::OK, &body, SystemTime::now()))
     };
@@ -140,11 +146,7 @@ pub(crate) async fn list(
 /// that wants the new installation's id has to list it.
 pub(crate) async fn install(call: &Call<'_>, path: &AppsPath, body: &[u8]) -> Response {
     lock(&call.shared.books).installs += 1;
-    let gate = Gate {
-        version: &path.version,
-        class: RequestClass::InstalledAppsWrite,
-        user: Some(&path.user),
-    };
+    let gate = Gate::apps(path, RequestClass::InstalledAppsWrite);
     let check = || {
         refuse_problem(path)?;
         let object = json_object(call.headers, body)?
@@ -215,14 +217,6 @@ fn bound_app(root: &str, value: Option<&Value>) -> Result<String, Behaviour> {
     Ok(id.into_owned())
 }
 
-fn read_gate(path: &AppsPath) -> Gate<'_> {
-    Gate {
-        version: &path.version,
-        class: RequestClass::InstalledAppsRead,
-        user: Some(&path.user),
-    }
-}
-
 /// `@odata.context` of the user's installedApps.
 fn context(shared: &Shared, path: &AppsPath) -> String {
     let user = path.user.replace('\'', "''");
@@ -249,29 +243,15 @@ fn read_expand(options: &Options) -> Result<Expand, String> {
 
 /// A list request's options, checked.
 struct ListRead {
-    options: Options,
+    list: ListOptions,
     expand: Expand,
-    filter: Option<Equals>,
-    skip: Option<usize>,
 }
 
 fn read_list_options(query: Option<&str>) -> Result<ListRead, String> {
-    let options = Options::parse(query, &["$filter", "$expand", "$skiptoken"])?;
-    let filter = options
-        .filter
-        .as_deref()
-        .map(|f| odata::parse_filter(f, &FILTERABLE))
-        .transpose()?;
-    let skip = options
-        .skiptoken
-        .as_deref()
-        .map(odata::read_skiptoken)
-        .transpose()?;
+    let list = ListOptions::parse(query, &FILTERABLE)?;
     Ok(ListRead {
-        expand: read_expand(&options)?,
-        filter,
-        skip,
-        options,
+        expand: read_expand(&list.options)?,
+        list,
     })
 }
 

@@ -57,6 +57,38 @@ impl Options {
     }
 }
 
+/// A list request's options, checked: a filter on one of the properties the
+/// route can filter on, the page asked for, and all of them as received.
+pub(crate) struct ListOptions {
+    pub(crate) options: Options,
+    pub(crate) filter: Option<Equals>,
+    pub(crate) skip: Option<usize>,
+}
+
+impl ListOptions {
+    pub(crate) fn parse(
+        query: Option<&str>,
+        filterable: &[&'static str],
+    ) -> Result<ListOptions, String> {
+        let options = Options::parse(query, &["$filter", "$expand", "$skiptoken"])?;
+        let filter = options
+            .filter
+            .as_deref()
+            .map(|f| parse_filter(f, filterable))
+            .transpose()?;
+        let skip = options
+            .skiptoken
+            .as_deref()
+            .map(read_skiptoken)
+            .transpose()?;
+        Ok(ListOptions {
+            options,
+            filter,
+            skip,
+        })
+    }
+}
+
 /// Query strings are form-encoded: `+` is a space, then `%XX` escapes.
 fn decode(text: &str) -> Result<String, String> {
     let spaced = text.replace('+', " ");

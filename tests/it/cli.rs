@@ -14,18 +14,9 @@ async fn a_missing_column_exits_2_before_any_call() {
     let token = harness.sim.mint_token(Duration::from_secs(60));
     let url = harness.sim.url();
 
-    let output = fleetup_async(
-        harness.dir.path(),
-        &[
-            "run",
-            input.to_str().unwrap(),
-            "--graph-url",
-            &url,
-            "--no-progress",
-        ],
-        &[("GRAPH_TOKEN", &token)],
-    )
-    .await;
+    let output = harness
+        .run_binary(&input, &url, &["--no-progress"], &token)
+        .await;
 
     assert_eq!(output.status.code(), Some(2), "{}", stderr(&output));
     let message = stderr(&output);
@@ -59,19 +50,14 @@ async fn an_existing_report_is_never_overwritten() {
     let url = harness.sim.url();
     let report = harness.report_path();
 
-    let output = fleetup_async(
-        harness.dir.path(),
-        &[
-            "run",
-            input.to_str().unwrap(),
-            "--graph-url",
+    let output = harness
+        .run_binary(
+            &input,
             &url,
-            "--report",
-            report.to_str().unwrap(),
-        ],
-        &[("GRAPH_TOKEN", &token)],
-    )
-    .await;
+            &["--report", report.to_str().unwrap()],
+            &token,
+        )
+        .await;
 
     assert_eq!(output.status.code(), Some(2), "{}", stderr(&output));
     assert!(stderr(&output).contains("already exists"));
@@ -147,12 +133,7 @@ async fn a_clean_run_exits_0() {
     let token = harness.sim.mint_token(Duration::from_secs(60));
     let url = harness.sim.url();
 
-    let output = fleetup_async(
-        harness.dir.path(),
-        &["run", input.to_str().unwrap(), "--graph-url", &url],
-        &[("GRAPH_TOKEN", &token)],
-    )
-    .await;
+    let output = harness.run_binary(&input, &url, &[], &token).await;
 
     assert_eq!(output.status.code(), Some(0), "{}", stderr(&output));
     assert!(!stderr(&output).contains(&token), "the token leaked");

@@ -32,6 +32,17 @@ struct Checked {
     stderr: String,
 }
 
+impl Checked {
+    /// Assert the exit code, and that stdout says each of `needles`.
+    fn says(&self, code: i32, needles: &[&str]) {
+        let shown = format!("{}{}", self.stdout, self.stderr);
+        assert_eq!(self.code, Some(code), "{shown}");
+        for needle in needles {
+            assert!(self.stdout.contains(needle), "{needle:?} not in: {shown}");
+        }
+    }
+}
+
 /// `fleetup check` as a separate process, with `args` after the input.
 fn check(input: &Path, args: &[&str]) -> Checked {
     let output = Command::new(env!("CARGO_BIN_EXE_fleetup"))
@@ -98,23 +109,7 @@ async fn an_excel_semicolon_save_reaches_graph_byte_identical() {
     let input = write(&harness, "excel.csv", text.as_bytes());
 
     let checked = check(&input, &[]);
-    assert_eq!(
-        checked.code,
-        Some(0),
-        "{}{}",
-        checked.stdout,
-        checked.stderr
-    );
-    assert!(
-        checked.stdout.contains("';' (guessed"),
-        "{}",
-        checked.stdout
-    );
-    assert!(
-        checked.stdout.contains("8 valid, 0 invalid, 0 duplicate"),
-        "{}",
-        checked.stdout
-    );
+    checked.says(0, &["';' (guessed", "8 valid, 0 invalid, 0 duplicate"]);
 
     let summary = harness.run(&harness.config(&input)).await;
     assert!(summary.all_succeeded(), "{summary}");
@@ -141,19 +136,7 @@ async fn excel_unicode_text_is_decoded_from_utf16() {
     let input = write(&harness, "unicode.txt", &bytes);
 
     let checked = check(&input, &[]);
-    assert_eq!(
-        checked.code,
-        Some(0),
-        "{}{}",
-        checked.stdout,
-        checked.stderr
-    );
-    assert!(checked.stdout.contains("UTF-16LE"), "{}", checked.stdout);
-    assert!(
-        checked.stdout.contains("tab (guessed"),
-        "{}",
-        checked.stdout
-    );
+    checked.says(0, &["UTF-16LE", "tab (guessed"]);
 
     let summary = harness.run(&harness.config(&input)).await;
     assert!(summary.all_succeeded(), "{summary}");
@@ -170,7 +153,7 @@ async fn utf16_without_a_byte_order_mark_is_refused_before_any_call() {
     let input = write(&harness, "nobom.csv", &bytes);
 
     let checked = check(&input, &[]);
-    assert_eq!(checked.code, Some(2), "{}", checked.stdout);
+    checked.says(2, &[]);
     assert!(checked.stderr.contains("nobom.csv"), "{}", checked.stderr);
     assert!(checked.stderr.contains("CSV UTF-8"), "{}", checked.stderr);
 
@@ -200,20 +183,9 @@ async fn a_pipe_file_is_read_with_a_forced_delimiter() {
     let input = write(&harness, "pipes.csv", text.as_bytes());
 
     let guessed = check(&input, &[]);
-    assert_eq!(guessed.code, Some(1), "{}", guessed.stdout);
+    guessed.says(1, &[]);
     let checked = check(&input, &["--delimiter", "|"]);
-    assert_eq!(
-        checked.code,
-        Some(0),
-        "{}{}",
-        checked.stdout,
-        checked.stderr
-    );
-    assert!(
-        checked.stdout.contains("'|' (from --delimiter)"),
-        "{}",
-        checked.stdout
-    );
+    checked.says(0, &["'|' (from --delimiter)"]);
 
     let mut config = harness.config(&input);
     config.delimiter = Some(b'|');
@@ -232,7 +204,7 @@ async fn one_column_stops_before_any_call_blaming_the_delimiter() {
     );
 
     let checked = check(&input, &["--delimiter", ","]);
-    assert_eq!(checked.code, Some(2), "{}", checked.stdout);
+    checked.says(2, &[]);
     for needed in [
         "semicolons.csv",
         "line 1",
@@ -268,18 +240,7 @@ async fn entra_export_headers_pick_the_upn_and_never_id_as_installation() {
     let input = write(&harness, "export.csv", text.as_bytes());
 
     let checked = check(&input, &[]);
-    assert_eq!(
-        checked.code,
-        Some(0),
-        "{}{}",
-        checked.stdout,
-        checked.stderr
-    );
-    assert!(
-        checked.stdout.contains("column 3 \"userPrincipalName\""),
-        "{}",
-        checked.stdout
-    );
+    checked.says(0, &["column 3 \"userPrincipalName\""]);
 
     let summary = harness.run(&harness.config(&input)).await;
     assert!(summary.all_succeeded(), "{summary}");
@@ -316,12 +277,7 @@ async fn windows_1252_bytes_are_refused_by_line_and_never_sent() {
     );
 
     let checked = check(&input, &[]);
-    assert_eq!(checked.code, Some(1), "{}", checked.stdout);
-    assert!(
-        checked.stdout.contains("1 valid, 1 invalid"),
-        "{}",
-        checked.stdout
-    );
+    checked.says(1, &["1 valid, 1 invalid"]);
     assert!(checked
         .stdout
         .contains("line 2: the user field is not valid UTF-8"));
@@ -348,13 +304,7 @@ async fn a_guid_installation_is_invalid_input_hinting_at_the_app_id() {
     );
 
     let checked = check(&input, &[]);
-    assert_eq!(checked.code, Some(1), "{}", checked.stdout);
-    assert!(
-        checked.stdout.contains("line 2: the installation field"),
-        "{}",
-        checked.stdout
-    );
-    assert!(checked.stdout.contains("catalog id"), "{}", checked.stdout);
+    checked.says(1, &["line 2: the installation field", "catalog id"]);
 
     harness.run(&harness.config(&input)).await;
     assert_sent_exactly(&harness, &[("b@contoso.com", "aW5zdA==")]);
@@ -378,12 +328,7 @@ async fn later_copies_are_duplicates_and_never_sent_again() {
     );
 
     let checked = check(&input, &[]);
-    assert_eq!(checked.code, Some(1), "{}", checked.stdout);
-    assert!(
-        checked.stdout.contains("3 valid, 0 invalid, 2 duplicate"),
-        "{}",
-        checked.stdout
-    );
+    checked.says(1, &["3 valid, 0 invalid, 2 duplicate"]);
     assert!(checked
         .stdout
         .contains("line 4: same user and installation as line 2"));
@@ -553,20 +498,14 @@ async fn a_quote_left_open_stops_the_run_at_its_line_and_keeps_the_rows_before()
     let report = harness.report_path();
     let token = harness.sim.mint_token(std::time::Duration::from_secs(60));
 
-    let output = crate::support::fleetup_async(
-        harness.dir.path(),
-        &[
-            "run",
-            input.to_str().unwrap(),
-            "--graph-url",
+    let output = harness
+        .run_binary(
+            &input,
             &harness.sim.url(),
-            "--report",
-            report.to_str().unwrap(),
-            "--no-progress",
-        ],
-        &[("GRAPH_TOKEN", &token)],
-    )
-    .await;
+            &["--report", report.to_str().unwrap(), "--no-progress"],
+            &token,
+        )
+        .await;
 
     let stderr = String::from_utf8_lossy(&output.stderr);
     assert_eq!(output.status.code(), Some(2), "{stderr}");
@@ -583,5 +522,5 @@ async fn a_quote_left_open_stops_the_run_at_its_line_and_keeps_the_rows_before()
     );
 
     let checked = check(&input, &[]);
-    assert_eq!(checked.code, Some(2), "{}", checked.stderr);
+    checked.says(2, &[]);
 }

@@ -42,18 +42,10 @@ async fn resume_with(
     sim: &Simulator,
     extra: &[&str],
 ) -> std::process::Output {
-    let (name, token) = token_env(sim);
-    let url = sim.url();
-    let mut args = vec![
-        "run",
-        input.to_str().unwrap(),
-        "--graph-url",
-        &url,
-        "--resume",
-        report.to_str().unwrap(),
-    ];
+    let (_, token) = token_env(sim);
+    let mut args = vec!["--resume", report.to_str().unwrap()];
     args.extend_from_slice(extra);
-    fleetup_async(harness.dir.path(), &args, &[(&name, &token)]).await
+    harness.run_binary(input, &sim.url(), &args, &token).await
 }
 
 /// The resume command a run printed on stderr.
@@ -124,19 +116,14 @@ async fn killed_with_sigkill_then_resumed_every_line_is_reported_once_and_settle
         "the kill came too late to test anything"
     );
 
-    let output = fleetup_async(
-        harness.dir.path(),
-        &[
-            "run",
-            input.to_str().unwrap(),
-            "--graph-url",
+    let output = harness
+        .run_binary(
+            &input,
             &url,
-            "--resume",
-            report.to_str().unwrap(),
-        ],
-        &[(&name, &token)],
-    )
-    .await;
+            &["--resume", report.to_str().unwrap()],
+            &token,
+        )
+        .await;
 
     assert_eq!(output.status.code(), Some(0), "{}", stderr(&output));
     let rows = by_line(&read_report(&report));
@@ -156,19 +143,14 @@ async fn killed_with_sigkill_then_resumed_every_line_is_reported_once_and_settle
     }
 
     // The same resume again: nothing left, no call at all.
-    let again = fleetup_async(
-        harness.dir.path(),
-        &[
-            "run",
-            input.to_str().unwrap(),
-            "--graph-url",
+    let again = harness
+        .run_binary(
+            &input,
             &url,
-            "--resume",
-            report.to_str().unwrap(),
-        ],
-        &[(&name, &token)],
-    )
-    .await;
+            &["--resume", report.to_str().unwrap()],
+            &token,
+        )
+        .await;
     assert_eq!(again.status.code(), Some(0), "{}", stderr(&again));
     assert_eq!(harness.sim.books().upgrade_calls, after.upgrade_calls);
     assert_eq!(read_report(&report).len(), 120);
@@ -237,22 +219,15 @@ async fn retry_failed_sends_failed_rows_again_and_keeps_one_row_per_line() {
     let input = harness.input("user,installation", &plain_rows(10));
     let report = harness.report_path();
     let url = harness.sim.url();
-    let (name, token) = token_env(&harness.sim);
-    let first = fleetup_async(
-        harness.dir.path(),
-        &[
-            "run",
-            input.to_str().unwrap(),
-            "--graph-url",
+    let (_, token) = token_env(&harness.sim);
+    let first = harness
+        .run_binary(
+            &input,
             &url,
-            "--max-attempts",
-            "2",
-            "--report",
-            report.to_str().unwrap(),
-        ],
-        &[(&name, &token)],
-    )
-    .await;
+            &["--max-attempts", "2", "--report", report.to_str().unwrap()],
+            &token,
+        )
+        .await;
     assert_eq!(first.status.code(), Some(1), "{}", stderr(&first));
     assert!(
         stderr(&first).contains("--retry-failed"),
@@ -305,19 +280,14 @@ async fn resuming_with_another_input_is_refused_before_any_call() {
             .await
         }
     };
-    let first = fleetup_async(
-        harness.dir.path(),
-        &[
-            "run",
-            input.to_str().unwrap(),
-            "--graph-url",
+    let first = harness
+        .run_binary(
+            &input,
             &url,
-            "--report",
-            report.to_str().unwrap(),
-        ],
-        &[(&name, &token)],
-    )
-    .await;
+            &["--report", report.to_str().unwrap()],
+            &token,
+        )
+        .await;
     assert_eq!(first.status.code(), Some(0), "{}", stderr(&first));
     let calls = harness.sim.books().upgrade_calls;
 
@@ -348,23 +318,16 @@ async fn a_tenant_wide_403_stops_the_run_after_a_bounded_number_of_rows() {
     let harness = Harness::start(sim).await;
     let input = harness.input("user,installation", &plain_rows(500));
     let url = harness.sim.url();
-    let (name, token) = token_env(&harness.sim);
+    let (_, token) = token_env(&harness.sim);
 
-    let output = fleetup_async(
-        harness.dir.path(),
-        &[
-            "run",
-            input.to_str().unwrap(),
-            "--graph-url",
+    let output = harness
+        .run_binary(
+            &input,
             &url,
-            "--breaker",
-            "25",
-            "--concurrency",
-            "8",
-        ],
-        &[(&name, &token)],
-    )
-    .await;
+            &["--breaker", "25", "--concurrency", "8"],
+            &token,
+        )
+        .await;
 
     assert_eq!(output.status.code(), Some(3), "{}", stderr(&output));
     let message = stderr(&output);
@@ -440,12 +403,7 @@ async fn after_an_expired_token_the_resume_command_sends_the_refused_rows_again(
     let expired = harness.sim.mint_token(Duration::from_millis(1));
     tokio::time::sleep(Duration::from_millis(20)).await;
 
-    let output = fleetup_async(
-        harness.dir.path(),
-        &["run", input.to_str().unwrap(), "--graph-url", &url],
-        &[("GRAPH_TOKEN", &expired)],
-    )
-    .await;
+    let output = harness.run_binary(&input, &url, &[], &expired).await;
 
     assert_eq!(output.status.code(), Some(3), "{}", stderr(&output));
     let message = stderr(&output);

@@ -86,6 +86,14 @@ impl Harness {
         }
     }
 
+    /// The binary as an admin runs it: `fleetup run INPUT --graph-url URL
+    /// EXTRA…` in the harness's folder, with `token` in `GRAPH_TOKEN`.
+    pub async fn run_binary(&self, input: &Path, url: &str, extra: &[&str], token: &str) -> Output {
+        let mut args = vec!["run", input.to_str().unwrap(), "--graph-url", url];
+        args.extend_from_slice(extra);
+        fleetup_async(self.dir.path(), &args, &[("GRAPH_TOKEN", token)]).await
+    }
+
     pub async fn run(&self, config: &RunConfig) -> Summary {
         fleetup::engine::run(config)
             .await
